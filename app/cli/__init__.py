@@ -1,0 +1,55 @@
+"""The `corral` command line: a second face over app.core (the GUI is the first).
+
+`corral` with no arguments starts the window. Every other command is a module in this
+package exposing `register(subparsers)`, which adds its parser and sets `func`. A command
+returns an exit code; errors a person can act on are raised as `CliError` (or a core error
+listed in `USER_ERRORS`) and end as one line on stderr with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from app import __version__
+from app.cli._common import CliError, user_error_types
+
+# Modules that add a command; each one exposes register(subparsers).
+COMMAND_MODULES = (
+    "app.cli.gui_cmd",
+    "app.cli.inspect_cmd",
+    "app.cli.chat_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Run LLaMA-family language models on your own computer, offline."
+    )
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv or ["gui"])
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("corral: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except CliError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except user_error_types() as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,27 @@
+"""What every command shares: the error type and the core errors shown as one line."""
+
+from __future__ import annotations
+
+
+class CliError(Exception):
+    """An error already phrased for the user; printed as one line, exit code `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Core exceptions whose message is written for a person (printed without a traceback)."""
+    types: list[type[BaseException]] = [OSError]
+    for module, name in (
+        ("app.core.gguf_info", "GGUFError"),
+        ("app.core.engine", "EngineError"),
+        ("app.core.templates", "TemplateError"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        types.append(getattr(mod, name))
+    return tuple(types)
