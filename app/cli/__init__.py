@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "app.cli.gui_cmd",
     "app.cli.inspect_cmd",
     "app.cli.chat_cmd",
+    "app.cli.models_cmd",
 )
 
 

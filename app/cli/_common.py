@@ -23,5 +23,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             mod = __import__(module, fromlist=[name])
         except ImportError:
             continue
-        types.append(getattr(mod, name))
+        found = getattr(mod, name, None)
+        if isinstance(found, type) and issubclass(found, BaseException):
+            types.append(found)
     return tuple(types)

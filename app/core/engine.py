@@ -107,7 +107,9 @@ class _Runner:
     """One runner process and the pipes to it."""
 
     def __init__(self, log_file: Path | None) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # GGML_NO_BACKTRACE: on an assert, ggml would otherwise attach gdb to print a backtrace,
+        # which is slow and buries the one line that says what went wrong.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", GGML_NO_BACKTRACE="1")
         kwargs: dict = {}
         if sys.platform == "win32":
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
@@ -170,9 +172,10 @@ class _Runner:
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
-        lines = list(self.stderr_tail)
-        key = [ln for ln in lines if "GGML_ASSERT" in ln or "error" in ln.lower() or "abort" in ln.lower()]
-        said = (key or lines)[-1] if (key or lines) else ""
+        lines = [ln for ln in self.stderr_tail if not ln.startswith("#")]  # no backtrace frames
+        asserts = [ln for ln in lines if "GGML_ASSERT" in ln]
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        said = (asserts or errors or lines or [""])[-1]
         return f"the model runner {how}" + (f": {said}" if said else "")
 
     def close(self, timeout: float = 5) -> None:
@@ -363,6 +366,9 @@ class Generation:
     request_id: int
     stats: Stats | None = None
     text: str = ""
+    # (tokens evaluated, tokens to evaluate) while the prompt is read, before the first piece
+    prompt_progress: tuple[int, int] | None = None
+    on_prompt_progress: Callable[[int, int], None] | None = None
     _started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -385,6 +391,10 @@ class Generation:
                         first = time.perf_counter() - self._started
                     self.text += msg["p"]
                     yield msg["p"]
+                elif msg.get("ev") == "prompt":
+                    self.prompt_progress = (msg["done"], msg["total"])
+                    if self.on_prompt_progress:
+                        self.on_prompt_progress(msg["done"], msg["total"])
                 elif msg.get("ev") == "done":
                     self.stats = self._stats(msg["stats"], first)
                     return

@@ -172,7 +172,9 @@ class Runner:
         self.model, self.ctx = model, ctx
         self.vocab = self.ll.llama_model_get_vocab(model)
         self.mem = self.ll.llama_get_memory(ctx)
-        self.n_ctx, self.n_batch = self.ll.llama_n_ctx(ctx), cp.n_batch
+        # llama.cpp may round the context up and clamp the batch to it: use what it chose,
+        # since a batch larger than its n_batch is an assert (a crash), not an error code.
+        self.n_ctx, self.n_batch = self.ll.llama_n_ctx(ctx), self.ll.llama_n_batch(ctx)
         self.cached = []
         self.ch.send(ev="loaded", n_ctx=self.n_ctx, n_ctx_train=n_ctx_train, n_batch=self.n_batch,
                      n_vocab=self.ll.llama_vocab_n_tokens(self.vocab),
@@ -263,6 +265,7 @@ class Runner:
             for at in range(start, len(tokens), self.n_batch):
                 if self.ch.stopped(rid):
                     return "cancelled"
+                self.ch.send(ev="prompt", done=at - start, total=len(tokens) - start)
                 chunk = tokens[at:at + self.n_batch]
                 arr = (ll.llama_token * len(chunk))(*chunk)
                 rc = ll.llama_decode(self.ctx, ll.llama_batch_get_one(arr, len(chunk)))

@@ -1,0 +1,73 @@
+"""`corral chat MODEL_PATH -p PROMPT`: stream a reply to stdout, the stats to stderr."""
+
+from __future__ import annotations
+
+import sys
+
+from app.cli._common import CliError
+from app.core.engine import Engine, LoadSettings, SamplingParams
+from app.core.hardware import BACKENDS
+
+DEFAULTS = SamplingParams()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("chat", help="stream a reply from a model",
+                       description="Stream a reply from MODEL_PATH to stdout; stats go to stderr.")
+    p.add_argument("model", metavar="MODEL_PATH", help="a .gguf file")
+    p.add_argument("-p", "--prompt", help="the prompt (default: read from stdin)")
+    p.add_argument("--max-tokens", type=int, default=DEFAULTS.max_tokens, metavar="N")
+    p.add_argument("--temp", type=float, default=DEFAULTS.temperature, metavar="T")
+    p.add_argument("--top-k", type=int, default=DEFAULTS.top_k, metavar="K")
+    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p, metavar="P")
+    p.add_argument("--min-p", type=float, default=DEFAULTS.min_p, metavar="P")
+    p.add_argument("--repeat-penalty", type=float, default=DEFAULTS.repeat_penalty, metavar="R")
+    p.add_argument("--repeat-last-n", type=int, default=DEFAULTS.repeat_last_n, metavar="N")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="default: random (printed)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop when TEXT is generated (repeatable)")
+    p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument("--ctx", type=int, default=None, metavar="N", help="context size in tokens")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--gpu-layers", type=int, default=None, metavar="N",
+                   help="layers to offload to the GPU (default: all, when on the GPU)")
+    p.set_defaults(func=run)
+
+
+def read_prompt(args) -> str:
+    if args.prompt is not None:
+        return args.prompt
+    if sys.stdin.isatty():
+        raise CliError("no prompt: give -p PROMPT or pipe the prompt on stdin")
+    return sys.stdin.read()
+
+
+def sampling_from_args(args, stop: tuple[str, ...] = ()) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
+        seed=args.seed, stop=tuple(args.stop) + tuple(s for s in stop if s not in args.stop))
+
+
+def run(args) -> int:
+    prompt = read_prompt(args)
+    with Engine() as engine:
+        loaded = engine.load(args.model, LoadSettings(
+            backend=args.backend, gpu_layers=args.gpu_layers, threads=args.threads, n_ctx=args.ctx))
+        if loaded.fallback_reason:
+            print(f"corral: note: {loaded.fallback_reason}", file=sys.stderr)
+        generation = engine.generate(prompt, sampling_from_args(args))
+        try:
+            for piece in generation:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            engine.stop()
+            for _ in generation:
+                pass
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        stats = generation.stats
+        print(f"corral: {stats.summary()}, seed {stats.seed}, backend {loaded.backend}",
+              file=sys.stderr)
+    return 130 if stats.stop_reason == "cancelled" else 0

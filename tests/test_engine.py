@@ -1,0 +1,242 @@
+"""The engine against real llama.cpp, on generated models (no mocks: a runner process per engine)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from gguf import GGUFReader, GGUFWriter
+
+from app.core.engine import Engine, EngineError, LoadSettings, SamplingParams
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    with Engine() as eng:
+        eng.load(tiny_model, LoadSettings(threads=2, n_ctx=2048))
+        yield eng
+
+
+def collect(gen) -> str:
+    return "".join(gen)
+
+
+def test_greedy_and_seeded_generation_repeat_exactly(engine):
+    first = collect(engine.generate("hello world", GREEDY))
+    assert first and collect(engine.generate("hello world", GREEDY)) == first
+    seeded = SamplingParams(max_tokens=24, temperature=0.8, seed=7)
+    a = collect(engine.generate("hello world", seeded))
+    b = collect(engine.generate("hello world", seeded))
+    assert a == b
+    assert collect(engine.generate("hello world", SamplingParams(max_tokens=24, temperature=0.8, seed=8))) != a
+
+
+def test_stats_describe_the_reply(engine):
+    gen = engine.generate("hello world", SamplingParams(max_tokens=10, temperature=0.0))
+    text = collect(gen)
+    s = gen.stats
+    assert s.generated_tokens == 10 and s.stop_reason == "length"
+    assert s.prompt_tokens >= 3 and s.ttft_s is not None and s.decode_tps > 0
+    assert gen.text == text
+
+
+def test_kv_cache_is_reused_across_turns(engine):
+    turn1 = "USER: hello world ASSISTANT:"
+    g1 = engine.generate(turn1, GREEDY)
+    reply = collect(g1)
+    g2 = engine.generate(turn1 + reply + "</s>USER: and the story? ASSISTANT:", GREEDY)
+    collect(g2)
+    # Everything up to the reply's end was in the cache already; only the new turn is evaluated.
+    assert g2.stats.reused_tokens >= g1.stats.prompt_tokens
+    assert g2.stats.evaluated_tokens == g2.stats.prompt_tokens - g2.stats.reused_tokens
+    assert g2.stats.evaluated_tokens < 20
+
+
+def test_stop_from_another_thread_takes_effect_before_the_next_token(engine):
+    gen = engine.generate("hello", SamplingParams(max_tokens=1500, temperature=0.8, seed=1))
+    pieces: list[str] = []
+    enough = threading.Event()
+
+    def consume():
+        for piece in gen:
+            pieces.append(piece)
+            if len(pieces) >= 20:
+                enough.set()
+        enough.set()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert enough.wait(30)
+    engine.stop()
+    seen_at_stop = len(pieces)
+    worker.join(30)
+    assert not worker.is_alive()
+    assert len(pieces) <= seen_at_stop + 1  # at most the piece already being handed over
+    assert gen.stats.stop_reason == "cancelled"
+    assert gen.stats.generated_tokens < 1500
+    # The engine is usable at once, and gives the same answer as before.
+    assert collect(engine.generate("hello world", GREEDY)) == collect(engine.generate("hello world", GREEDY))
+
+
+def test_leaving_the_loop_early_stops_the_generation(engine):
+    gen = engine.generate("hello", SamplingParams(max_tokens=1500, temperature=0.0))
+    for i, _ in enumerate(gen):
+        if i == 5:
+            break
+    gen_iter_closed = gen.stats
+    assert gen_iter_closed is None or gen_iter_closed.stop_reason == "cancelled"
+    assert collect(engine.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+def test_utf8_is_never_cut_mid_character(engine):
+    # A grammar forces text the vocabulary can only spell with byte-fallback tokens: every
+    # CJK character arrives as three one-byte tokens, and must still stream whole.
+    target = "日本語のテキスト, naïve café ✓"
+    gen = engine.generate("hello", SamplingParams(max_tokens=200, temperature=0.0,
+                                                  grammar=f'root ::= "{target}"'))
+    pieces = list(gen)
+    assert "".join(pieces) == target
+    assert gen.stats.generated_tokens > len(target)  # proof that characters were split over tokens
+    for piece in pieces:
+        assert "\ufffd" not in piece
+        piece.encode("utf-8")  # a lone surrogate or cut character would raise here
+
+
+def test_a_stop_string_is_never_streamed_even_partly(engine):
+    target = "one two USER: three"
+    gen = engine.generate("hello", SamplingParams(max_tokens=100, temperature=0.0, stop=("USER:",),
+                                                  grammar=f'root ::= "{target}"'))
+    pieces = list(gen)
+    assert "".join(pieces) == "one two "
+    assert gen.stats.stop_reason == "stop" and gen.stats.stop_string == "USER:"
+    assert not any(ch in "".join(pieces) for ch in "US:")
+
+
+def test_held_back_text_is_released_when_it_does_not_become_a_stop(engine):
+    target = "say US then UK"
+    gen = engine.generate("hello", SamplingParams(max_tokens=100, temperature=0.0, stop=("USER:",),
+                                                  grammar=f'root ::= "{target}"'))
+    assert collect(gen) == target
+    assert gen.stats.stop_reason == "eos"
+
+
+def test_stop_during_a_long_prompt_uses_the_abort_callback(small_model):
+    with Engine() as eng:
+        eng.load(small_model, LoadSettings(threads=2, n_ctx=4096, n_batch=4096))
+        prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * 200)  # ~3000 tokens
+        gen = eng.generate(prompt, SamplingParams(max_tokens=8, temperature=0.0))
+        evaluating = threading.Event()
+        gen.on_prompt_progress = lambda done, total: evaluating.set()
+        pieces: list[str] = []
+        worker = threading.Thread(target=lambda: pieces.extend(gen))
+        worker.start()
+        assert evaluating.wait(30)
+        time.sleep(0.2)  # let llama_decode get well into the single 3000-token batch
+        eng.stop()
+        worker.join(30)
+        assert pieces == []
+        assert gen.stats.stop_reason == "cancelled"
+        assert gen.stats.aborted_in_prompt  # llama_decode returned "aborted": the callback fired
+        # The cache was rolled back cleanly: the next turn works and matches a fresh evaluation.
+        short = SamplingParams(max_tokens=6, temperature=0.0)
+        after = collect(eng.generate("hello world", short))
+    with Engine() as fresh:
+        fresh.load(small_model, LoadSettings(threads=2, n_ctx=4096, n_batch=4096))
+        assert collect(fresh.generate("hello world", short)) == after
+
+
+def test_a_model_that_aborts_llama_cpp_raises_and_the_next_load_works(make_model, tiny_model):
+    broken = make_model("tiny", name="no-layers", block_count=0)
+    with Engine() as eng:
+        # The header check refuses it before llama.cpp sees it ...
+        with pytest.raises(EngineError, match=r"no-layers.*block_count is 0"):
+            eng.load(broken, LoadSettings(threads=2))
+        # ... and if llama.cpp gets it anyway (the runner is asked directly, as a file that
+        # passes every header check but still trips an assert would be), the runner dies with
+        # SIGABRT, the engine says so with llama.cpp's own words, and this process lives on.
+        runner_pid = eng._ready_runner().proc.pid
+        with pytest.raises(EngineError) as err:
+            eng._load(broken, None, LoadSettings(threads=2), 0, None)
+        message = str(err.value)
+        assert "no-layers" in message and "SIGABRT" in message and "GGML_ASSERT" in message
+        eng.load(tiny_model, LoadSettings(threads=2))  # a fresh runner took over
+        assert eng._runner.proc.pid != runner_pid
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+@pytest.mark.parametrize("fault", ["gpu-abort", "gpu-error"])
+def test_gpu_failure_falls_back_to_the_cpu(tiny_model, monkeypatch, fault):
+    monkeypatch.setenv("CORRAL_RUNNER_FAULT", fault)
+    with Engine() as eng:
+        loaded = eng.load(tiny_model, LoadSettings(backend="gpu", gpu_layers=99, threads=2))
+        if eng.gpu_support().offload:
+            assert loaded.backend == "cpu" and loaded.n_gpu_layers == 0
+            assert "GPU failed" in loaded.fallback_reason or "GPU" in loaded.fallback_reason
+        else:
+            # A CPU-only build never tries the GPU; the plan itself says why.
+            assert loaded.backend == "cpu" and "no GPU support" in loaded.fallback_reason
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+def test_forced_gpu_attempt_that_fails_is_retried_on_the_cpu(tiny_model, monkeypatch):
+    """Exercise the fallback even on this CPU-only machine by making the runner claim a GPU."""
+    from app.core import hardware
+
+    monkeypatch.setenv("CORRAL_RUNNER_FAULT", "gpu-abort")
+    with Engine() as eng:
+        eng.gpu_support()
+        eng.gpu = hardware.GpuSupport(offload=True, kind="cuda", detail="pretend CUDA")
+        loaded = eng.load(tiny_model, LoadSettings(backend="auto", threads=2))
+        assert loaded.backend == "cpu" and loaded.n_gpu_layers == 0
+        assert "SIGABRT" in loaded.fallback_reason and "CUDA error" in loaded.fallback_reason
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+def rewrite(src, dst, *, arch=None, drop_tensor=None):
+    """Copy a GGUF, changing its architecture or leaving out one tensor."""
+    reader = GGUFReader(src)
+    arch_now = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
+    writer = GGUFWriter(dst, arch or arch_now)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        value = field.contents()
+        if arch and name.startswith(arch_now + "."):
+            name = arch + name[len(arch_now):]
+        writer.add_key_value(name, value, field.types[0],
+                             sub_type=field.types[-1] if len(field.types) > 1 else None)
+    for t in reader.tensors:
+        if t.name != drop_tensor:
+            writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+def test_load_errors_carry_llama_cpp_s_reason(tiny_model, tmp_path, engine):
+    missing = rewrite(tiny_model, tmp_path / "missing-tensor.gguf", drop_tensor="blk.1.ffn_up.weight")
+    foreign = rewrite(tiny_model, tmp_path / "foreign-arch.gguf", arch="notallama")
+    with Engine() as eng:
+        with pytest.raises(EngineError, match=r"missing-tensor\.gguf.*blk\.1\.ffn_up\.weight"):
+            eng.load(missing, LoadSettings(threads=2))
+        with pytest.raises(EngineError, match=r"foreign-arch\.gguf.*notallama"):
+            eng.load(foreign, LoadSettings(threads=2))
+        with pytest.raises(EngineError, match="not a GGUF|does not exist"):
+            eng.load(tmp_path / "nothing-here.gguf", LoadSettings(threads=2))
+
+
+def test_a_prompt_longer_than_the_context_is_refused_clearly(tiny_model):
+    with Engine() as eng:
+        loaded = eng.load(tiny_model, LoadSettings(threads=2, n_ctx=64))
+        assert loaded.n_ctx >= 64  # llama.cpp rounds the context up to its padding
+        with pytest.raises(EngineError, match=f"context holds {loaded.n_ctx}"):
+            collect(eng.generate("hello world " * 400, GREEDY))
+        # A prompt that fits but is larger than the batch llama.cpp clamped to that context.
+        assert collect(eng.generate("hello " * (loaded.n_ctx // 2), SamplingParams(max_tokens=4, temperature=0.0)))
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
