@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 from app.cli._common import CliError
-from app.core.engine import Engine, LoadSettings, SamplingParams
-from app.core.hardware import BACKENDS
 
-DEFAULTS = SamplingParams()
+# Imported when the command runs, not when the parser is built: `corral inspect` stays fast.
+BACKENDS = ("auto", "cpu", "gpu")  # app.core.hardware.BACKENDS (a test checks they agree)
 
 
 def register(sub) -> None:
@@ -16,13 +15,13 @@ def register(sub) -> None:
                        description="Stream a reply from MODEL_PATH to stdout; stats go to stderr.")
     p.add_argument("model", metavar="MODEL_PATH", help="a .gguf file")
     p.add_argument("-p", "--prompt", help="the prompt (default: read from stdin)")
-    p.add_argument("--max-tokens", type=int, default=DEFAULTS.max_tokens, metavar="N")
-    p.add_argument("--temp", type=float, default=DEFAULTS.temperature, metavar="T")
-    p.add_argument("--top-k", type=int, default=DEFAULTS.top_k, metavar="K")
-    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p, metavar="P")
-    p.add_argument("--min-p", type=float, default=DEFAULTS.min_p, metavar="P")
-    p.add_argument("--repeat-penalty", type=float, default=DEFAULTS.repeat_penalty, metavar="R")
-    p.add_argument("--repeat-last-n", type=int, default=DEFAULTS.repeat_last_n, metavar="N")
+    p.add_argument("--max-tokens", type=int, metavar="N")
+    p.add_argument("--temp", type=float, metavar="T")
+    p.add_argument("--top-k", type=int, metavar="K")
+    p.add_argument("--top-p", type=float, metavar="P")
+    p.add_argument("--min-p", type=float, metavar="P")
+    p.add_argument("--repeat-penalty", type=float, metavar="R")
+    p.add_argument("--repeat-last-n", type=int, metavar="N")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="default: random (printed)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when TEXT is generated (repeatable)")
@@ -42,14 +41,20 @@ def read_prompt(args) -> str:
     return sys.stdin.read()
 
 
-def sampling_from_args(args, stop: tuple[str, ...] = ()) -> SamplingParams:
-    return SamplingParams(
-        max_tokens=args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
-        min_p=args.min_p, repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
-        seed=args.seed, stop=tuple(args.stop) + tuple(s for s in stop if s not in args.stop))
+def sampling_from_args(args, stop: tuple[str, ...] = ()):
+    """The engine's defaults, overridden by whatever the user gave."""
+    from app.core.engine import SamplingParams
+
+    given = dict(max_tokens=args.max_tokens, temperature=args.temp, top_k=args.top_k,
+                 top_p=args.top_p, min_p=args.min_p, repeat_penalty=args.repeat_penalty,
+                 repeat_last_n=args.repeat_last_n, seed=args.seed)
+    return SamplingParams(**{k: v for k, v in given.items() if v is not None},
+                          stop=tuple(args.stop) + tuple(s for s in stop if s not in args.stop))
 
 
 def run(args) -> int:
+    from app.core.engine import Engine, LoadSettings
+
     prompt = read_prompt(args)
     with Engine() as engine:
         loaded = engine.load(args.model, LoadSettings(

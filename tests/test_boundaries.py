@@ -1,0 +1,32 @@
+"""app.core is the product without a face: it must never import Qt, the GUI or the CLI."""
+
+from __future__ import annotations
+
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import app.core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_importing_every_core_module_loads_no_qt():
+    names = [m.name for m in pkgutil.walk_packages(app.core.__path__, "app.core.")]
+    code = ("import sys\n" + "".join(f"import {n}\n" for n in names) +
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('PySide6', 'shiboken6', 'superqt') or m.startswith(('app.gui', 'app.cli')))\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+    assert len(names) >= 8
+
+
+def test_import_linter_contracts_hold():
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    out = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
