@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--corral-runner"]:  # a frozen app starts its llama.cpp runner this way
+        from app.core.runner import main as runner_main
+
+        return runner_main()
     parser = build_parser()
     args = parser.parse_args(argv or ["gui"])
     try:
