@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "app.cli.inspect_cmd",
     "app.cli.chat_cmd",
     "app.cli.models_cmd",
+    "app.cli.templates_cmd",
+    "app.cli.prompt_cmd",
 )
 
 

@@ -14,7 +14,12 @@ def register(sub) -> None:
     p = sub.add_parser("chat", help="stream a reply from a model",
                        description="Stream a reply from MODEL_PATH to stdout; stats go to stderr.")
     p.add_argument("model", metavar="MODEL_PATH", help="a .gguf file")
-    p.add_argument("-p", "--prompt", help="the prompt (default: read from stdin)")
+    p.add_argument("-p", "--prompt", help="your message (default: read from stdin)")
+    p.add_argument("--template", metavar="ID",
+                   help="prompt template (default: detected from the model; "
+                        "see `corral templates list`; 'llama' sends the prompt as is)")
+    p.add_argument("--system", metavar="TEXT",
+                   help="system prompt (default: the template's; '' for none)")
     p.add_argument("--max-tokens", type=int, metavar="N")
     p.add_argument("--temp", type=float, metavar="T")
     p.add_argument("--top-k", type=int, metavar="K")
@@ -25,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="S", help="default: random (printed)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when TEXT is generated (repeatable)")
+    p.add_argument("--grammar-file", metavar="FILE.gbnf",
+                   help="constrain the reply to a GBNF grammar (llama.cpp's format), e.g. for JSON")
     p.add_argument("--threads", type=int, default=None, metavar="N")
     p.add_argument("--ctx", type=int, default=None, metavar="N", help="context size in tokens")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
@@ -48,8 +55,23 @@ def sampling_from_args(args, stop: tuple[str, ...] = ()):
     given = dict(max_tokens=args.max_tokens, temperature=args.temp, top_k=args.top_k,
                  top_p=args.top_p, min_p=args.min_p, repeat_penalty=args.repeat_penalty,
                  repeat_last_n=args.repeat_last_n, seed=args.seed)
-    return SamplingParams(**{k: v for k, v in given.items() if v is not None},
+    grammar = None
+    if getattr(args, "grammar_file", None):
+        try:
+            grammar = open(args.grammar_file, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"{args.grammar_file}: cannot be read ({exc})") from None
+    return SamplingParams(**{k: v for k, v in given.items() if v is not None}, grammar=grammar,
                           stop=tuple(args.stop) + tuple(s for s in stop if s not in args.stop))
+
+
+def render_prompt(info, text: str, template_id: str | None, system: str | None):
+    """The user's message as the model was trained to read it, and the rule that chose the format."""
+    from app.core.templates import render, template_for_model
+
+    template, detection = template_for_model(info, user_choice=template_id)
+    rendered = render(template, [{"role": "user", "content": text}], system=system)
+    return rendered, detection
 
 
 def run(args) -> int:
@@ -61,7 +83,11 @@ def run(args) -> int:
             backend=args.backend, gpu_layers=args.gpu_layers, threads=args.threads, n_ctx=args.ctx))
         if loaded.fallback_reason:
             print(f"corral: note: {loaded.fallback_reason}", file=sys.stderr)
-        generation = engine.generate(prompt, sampling_from_args(args))
+        rendered, detection = render_prompt(loaded.info, prompt, args.template, args.system)
+        print(f"corral: template {rendered.template_id} ({detection.rule}: {detection.detail})",
+              file=sys.stderr)
+        generation = engine.generate(rendered.text, sampling_from_args(args, tuple(rendered.stop)),
+                                     add_bos=rendered.add_bos)
         try:
             for piece in generation:
                 sys.stdout.write(piece)

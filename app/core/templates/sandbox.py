@@ -1,0 +1,229 @@
+"""Render untrusted Jinja (a GGUF file's tokenizer.chat_template, a user's template) safely.
+
+A chat template inside a downloaded model file is code written by a stranger. llama-cpp-python
+once rendered it with a plain Environment (CVE-2024-34359: `__class__.__mro__`, `__globals__`,
+`os.popen` from a template). Here, in layers:
+
+1. jinja2's ImmutableSandboxedEnvironment (attributes starting with "_" and Python internals
+   refused, str.format sandboxed, lists/dicts immutable), with the options Hugging Face uses
+   (trim_blocks, lstrip_blocks, loopcontrols) so real templates render as they do there;
+2. before anything runs, the parsed template is checked: dunder names or strings, template
+   loading (include/import/extends) and the helpers with reachable globals (lipsum, cycler,
+   joiner, self) are refused with a message that says what was found;
+3. an unsafe attribute found at run time raises at once (jinja's default only returns an
+   Undefined that raises when printed, so `{% if x.__class__ %}` would pass silently);
+4. limits: big `*` / `**` results, long macro arguments, output size, and a wall-clock deadline
+   enforced by a watchdog thread (a template can loop without touching any hook).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Callable
+
+import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from app.core.templates.model import TemplateError
+
+DEADLINE_SECONDS = 5.0
+MAX_OUTPUT_CHARS = 4_000_000
+MAX_VALUE_CHARS = 1_000_000
+# Globals whose Python functions reach module globals; templates never need them.
+_REFUSED_NAMES = {"lipsum", "cycler", "joiner", "self", "config", "request", "os", "subprocess",
+                  "builtins", "globals", "import", "eval", "exec", "open"}
+# The first jinja2 release with all known sandbox escapes fixed (CVE-2024-56326, CVE-2025-27516).
+_SAFE_JINJA = (3, 1, 6)
+
+
+class _Raised(jinja2.TemplateError):
+    """raise_exception() called by the template itself (it refuses the conversation)."""
+
+
+class _Timeout(BaseException):
+    """Delivered into the rendering thread by the watchdog; BaseException so the template's
+    own error handling and ours (`except Exception`) cannot swallow it."""
+
+
+def _raise_exception(message: str) -> None:
+    raise _Raised(str(message))
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(str(fmt))
+
+
+def _tojson(value: Any, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False, ensure_ascii: bool = False) -> str:
+    # Hugging Face replaces jinja's HTML-escaping tojson with plain json.dumps; so do we.
+    return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
+                      ensure_ascii=ensure_ascii)
+
+
+class _Namespace(jinja2.utils.Namespace):
+    """namespace() whose stored values are size-checked: `ns.s = ns.s ~ ns.s` in a loop would
+    otherwise double a string until memory runs out."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _check_size(value)
+        super().__setitem__(name, value)
+
+
+def _check_size(value: Any) -> None:
+    if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_VALUE_CHARS:
+        raise SecurityError(f"a value of {len(value):,} items is too large for a template")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 1024:
+            raise SecurityError("exponent too large for a template")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
+                    if len(seq) * n > MAX_VALUE_CHARS:
+                        raise SecurityError("repetition too large for a template")
+        return super().call_binop(context, operator, left, right)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"access to attribute {attribute!r} of a "
+                            f"{type(obj).__name__!r} object is not allowed")
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        for value in (*args, *kwargs.values()):
+            _check_size(value)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _environment() -> _Sandbox:
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols],
+                   autoescape=False, keep_trailing_newline=False)
+    for name in ("lipsum", "cycler", "joiner"):
+        env.globals.pop(name, None)
+    env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now,
+                       namespace=_Namespace)
+    env.filters["tojson"] = _tojson
+    return env
+
+
+_ENV = _environment()
+
+
+def _refusal(node: nodes.Node) -> str | None:
+    """Why a parsed node is not allowed in a chat template, or None."""
+    if isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return "it tries to load another template"
+    if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+        return f"it reads the private attribute {node.attr!r}"
+    if isinstance(node, nodes.Const) and isinstance(node.value, str) and "__" in node.value:
+        return f"it names a Python internal ({node.value[:40]!r})"
+    if isinstance(node, nodes.Name) and (node.name in _REFUSED_NAMES or node.name.startswith("__")):
+        return f"it uses {node.name!r}, which chat templates have no use for"
+    return None
+
+
+class _Refused(Exception):
+    """The parse-time check found something a chat template has no business doing."""
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    # Cached by source: a chat re-renders the same template every turn. Only templates that
+    # passed the checks are cached (a raising call is never cached).
+    tree = _ENV.parse(source)
+    for node in tree.find_all(nodes.Node):
+        reason = _refusal(node)
+        if reason:
+            raise _Refused(reason)
+    return _ENV.from_string(source)
+
+
+def compile_template(source: str, name: str) -> jinja2.Template:
+    """Parse and check a template; TemplateError (naming `name`) if it is broken or unsafe."""
+    if tuple(int(p) for p in jinja2.__version__.split(".")[:3] if p.isdigit()) < _SAFE_JINJA:
+        raise TemplateError(f"{name}: jinja2 {jinja2.__version__} has known sandbox escapes; "
+                            f"Corral needs jinja2 3.1.6 or newer to render templates")
+    try:
+        return _compiled(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{name}: the template is not valid Jinja "
+                            f"(line {exc.lineno}: {exc.message})") from None
+    except _Refused as exc:
+        raise TemplateError(f"{name}: refused, {exc}; nothing was run") from None
+
+
+def render_jinja(source: str, name: str, variables: dict[str, Any]) -> str:
+    """Render `source` with `variables` in the sandbox, under the limits above."""
+    template = compile_template(source, name)
+
+    def run() -> str:
+        parts: list[str] = []
+        size = 0
+        for chunk in template.generate(**variables):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"the output passed {MAX_OUTPUT_CHARS:,} characters")
+            parts.append(chunk)
+        return "".join(parts)
+
+    try:
+        return _run_with_deadline(run, DEADLINE_SECONDS)
+    except _Timeout:
+        raise TemplateError(f"{name}: rendering took longer than {DEADLINE_SECONDS:g} s and was "
+                            f"stopped") from None
+    except _Raised as exc:
+        raise TemplateError(f"{name}: the template refused this conversation: {exc}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"{name}: refused by the sandbox: {exc}") from None
+    except RecursionError:
+        raise TemplateError(f"{name}: the template recursed too deeply") from None
+    except Exception as exc:  # any error inside a stranger's template is that template's fault
+        raise TemplateError(f"{name}: the template failed to render "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
+def _run_with_deadline(fn: Callable[[], str], seconds: float) -> str:
+    """Run fn() in this thread; if it is still running after `seconds`, a watchdog raises
+    _Timeout inside it (PyThreadState_SetAsyncExc). A lock orders "finished" against "fired",
+    and a pending exception is cleared if it was not delivered, so it can never escape later."""
+    target = threading.get_ident()
+    lock = threading.Lock()
+    finished = threading.Event()
+    fired = []
+
+    def watchdog() -> None:
+        if finished.wait(seconds):
+            return
+        with lock:
+            if not finished.is_set():
+                fired.append(True)
+                _async_raise(target, _Timeout)
+
+    thread = threading.Thread(target=watchdog, name="corral-template-watchdog", daemon=True)
+    thread.start()
+    try:
+        try:
+            result = fn()
+        finally:
+            with lock:
+                finished.set()
+        if fired:
+            _async_raise(target, None)  # fired too late to land: take it back
+        return result
+    finally:
+        if fired:
+            _async_raise(target, None)
+
+
+def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else ctypes.py_object())
