@@ -83,7 +83,7 @@ def _resolve(args) -> tuple[str, str, int | None, str | None]:
 
 
 def cmd_pull(args) -> int:
-    from app.core.downloads import AlreadyDownloaded, DownloadManager, DONE, FAILED, PAUSED
+    from app.core.downloads import DONE, FAILED, PAUSED, AlreadyDownloaded, DownloadError, DownloadManager
     from app.core.gguf_info import GGUFError
     from app.core.hub import HubError
     from app.core.paths import get_paths
@@ -111,6 +111,8 @@ def cmd_pull(args) -> int:
     except AlreadyDownloaded as exc:
         print(f"Already downloaded: {exc.path}")
         return 0
+    except DownloadError as exc:
+        raise CliError(str(exc)) from None
     if job.bytes_done:
         print(f"Resuming {filename} from {job.bytes_done:,} bytes", file=sys.stderr)
     started = time.monotonic()

@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 from app.cli._common import CliError
-from app.core.templates import (Detection, TemplateError, TemplateRegistry, parse_messages,
-                                render, template_for_model)
 
 
 def register(sub) -> None:
@@ -32,6 +30,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # Imported here, not at the top: every `corral` command builds this parser, and jinja2 is slow
+    # to import.
+    from app.core.templates import Detection, TemplateRegistry, render, template_for_model
+
     if not args.model and not args.template:
         raise CliError("give a MODEL_PATH or --template ID (see `corral templates list`)", 2)
     messages = read_messages(Path(args.messages))
@@ -73,6 +75,8 @@ def read_messages(path: Path) -> list[dict[str, str]]:
     except json.JSONDecodeError as exc:
         raise CliError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                        f"{exc.msg})") from None
+    from app.core.templates import TemplateError, parse_messages
+
     try:
         return parse_messages(data)
     except TemplateError as exc:

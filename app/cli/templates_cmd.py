@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from app.core.templates import TemplateRegistry
 
 
 def register(sub) -> None:
@@ -18,6 +17,8 @@ def register(sub) -> None:
 
 
 def run_list(args) -> int:
+    from app.core.templates import TemplateRegistry  # jinja2 loads only when needed
+
     registry = TemplateRegistry()
     templates = registry.all()
     if args.json:
