@@ -299,14 +299,16 @@ class Runner:
         piece, one, cached, n_ctx = self._piece, self._one, self.cached, self.n_ctx
         sample, to_piece, is_eog = ll.llama_sampler_sample, ll.llama_token_to_piece, ll.llama_vocab_is_eog
         decode, batch_one = ll.llama_decode, ll.llama_batch_get_one
-        generated, reason, t_first = 0, "length", None
+        generated, reason, t_first, t_last = 0, "length", None, None
+        clock = time.perf_counter
         while True:
             if ch.stopped(rid):
                 reason = "cancelled"
                 break
             tok = sample(sampler, ctx, -1)
+            t_last = clock()
             if generated == 0:
-                t_first = time.perf_counter()
+                t_first = t_last
             if is_eog(vocab, tok):
                 reason = "eos"
                 break
@@ -331,10 +333,12 @@ class Runner:
             tail = matcher.feed(utf8.flush()) + matcher.flush()
             if tail:
                 ch.send(p=tail)
-        decode_s = (t_end - t_first) if t_first else 0.0
+        # Decode speed = decode steps between the first and the last sampled token ÷ their time
+        # (bench/engine.py measures the bare llama.cpp loop the same way).
+        decode_s = (t_last - t_first) if t_first else 0.0
         stats.update(generated_tokens=generated, stop_reason=reason, stop_string=matcher.matched,
                      ttft_s=(t_first - t_start) if t_first else None, decode_s=decode_s,
-                     decode_tps=(generated / decode_s) if decode_s > 0 and generated else None,
+                     decode_tps=((generated - 1) / decode_s) if decode_s > 0 and generated > 1 else None,
                      total_s=t_end - t_start)
         return stats
 
