@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 from app.core import hub as hub_module  # noqa: E402
 from app.core.gguf_info import GGUFError  # noqa: E402
-from app.core.hub import HubClient, HubError, gguf_header_length  # noqa: E402
+from app.core.hub import HubClient, HubError  # noqa: E402
 from app.testing import models  # noqa: E402
 from app.testing.hub_server import local_hub  # noqa: E402,F401  (a fixture)
 
@@ -159,14 +159,19 @@ def test_read_header_rejects_what_is_not_a_model(hub, client):
     assert "web page" in str(err.value) and REPO in str(err.value)
 
 
-def test_header_length_of_every_prefix(gguf_file):
-    data = gguf_file.read_bytes()
-    from app.core.gguf_info import inspect
-    end = gguf_header_length(data)
-    assert end is not None and end <= inspect(gguf_file).data_offset
-    for cut in (0, 10, 24, 100, end // 2, end - 1):
-        assert gguf_header_length(data[:cut]) is None
-    assert gguf_header_length(data[:end]) == end
+def test_inspect_prefix_asks_for_more_until_the_header_is_whole(gguf_file):
+    from app.core.gguf_info import IncompleteHeader, inspect, inspect_prefix
+
+    data, size = gguf_file.read_bytes(), gguf_file.stat().st_size
+    end = inspect(gguf_file).data_offset
+    for cut in (0, 10, 24, 100, end // 2):
+        with pytest.raises(IncompleteHeader):
+            inspect_prefix(data[:cut], size, "remote/tiny.gguf")
+    info = inspect_prefix(data[:end], size, "remote/tiny.gguf")
+    assert info.architecture == "llama" and info.data_offset == end
+    with pytest.raises(GGUFError, match="remote/tiny.gguf: .*truncated") as err:
+        inspect_prefix(data[:end], end + 10, "remote/tiny.gguf")  # tensor data cannot fit
+    assert not isinstance(err.value, IncompleteHeader)
 
 
 def _models_cli(hub, monkeypatch, tmp_path, *argv):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from app.core.hub import FileMetadata, HubClient
+from app.core.paths import PARTIAL_DIR
 from app.core.settings import read_json, write_json_atomic
 
-PARTIAL_DIR = ".partial"
 FILE_BUFFER = 1 << 20   # bytes buffered before a write reaches the OS (no per-chunk fsync)
 READ_BLOCK = 4 << 20    # when re-hashing a partial
 WRITEBACK_EVERY = 64 << 20  # sync to disk in the background this often (see _Flusher)

@@ -106,6 +106,10 @@ class GGUFError(Exception):
         return f"{_clean(self.path)}: {self.reason}"
 
 
+class IncompleteHeader(GGUFError):
+    """inspect_prefix() ran out of bytes before the header ended: fetch more and try again."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
@@ -202,6 +206,16 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
             raise GGUFError(display, _os_reason(exc)) from None
 
 
+def inspect_prefix(data: bytes, file_size: int, name: str) -> ModelInfo:
+    """Inspect a model from the first bytes of its file (e.g. a Range request) and its full size.
+
+    Every check of inspect() applies, against `file_size`. Raises IncompleteHeader when `data`
+    ends before the header does (ask for more bytes), GGUFError naming `name` otherwise."""
+    import io
+
+    return _Parser(io.BytesIO(data), Path(name), name, size=file_size, prefix=True).parse()
+
+
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return "does not exist"
@@ -222,8 +236,9 @@ class _Reader:
 
     Invariant: the file's position is `base + len(buf)`; `buf[off:]` is unread."""
 
-    def __init__(self, f, display: str, size: int):
+    def __init__(self, f, display: str, size: int, prefix: bool = False):
         self.f, self.display, self.size = f, display, size
+        self.prefix = prefix  # f holds only the start of a file of `size` bytes
         self.limit = min(size, MAX_HEADER_BYTES)
         self.buf, self.base, self.off = b"", 0, 0
 
@@ -270,6 +285,8 @@ class _Reader:
         self.base += self.off
         self.buf, self.off = b"".join(parts), 0
         if len(self.buf) < n:
+            if self.prefix:
+                raise IncompleteHeader(self.display, f"the bytes fetched end inside {what}")
             raise self.error(f"truncated: the file got shorter while {what} was being read")
 
     def skip(self, n: int, what: str) -> None:
@@ -367,10 +384,10 @@ def _shortest_f32(raw: bytes, value: float) -> float:
 
 
 class _Parser:
-    def __init__(self, f, path, display: str):
+    def __init__(self, f, path, display: str, *, size: int | None = None, prefix: bool = False):
         self.path, self.display = Path(path), display
-        self.size = os.fstat(f.fileno()).st_size
-        self.r = _Reader(f, display, self.size)
+        self.size = os.fstat(f.fileno()).st_size if size is None else size
+        self.r = _Reader(f, display, self.size, prefix)
         self.metadata: dict[str, object] = {}
         self.int_arrays: dict[str, int] = {}      # per-layer int arrays -> their maximum
         self.tokens: tuple[int, int, list[int]] | None = None  # (start, count, checkpoints)

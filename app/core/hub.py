@@ -18,8 +18,6 @@ down) becomes one `HubError` whose message says what to do; `kind` tells which i
 from __future__ import annotations
 
 import os
-import struct
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -254,26 +252,30 @@ class HubClient:
                             meta.etag.lower() if _is_sha256(meta.etag) else None, meta.commit_hash)
 
     # -- the header check ------------------------------------------------------------------------
-    def fetch_header(self, repo_id: str, filename: str, revision: str | None = None) -> tuple[bytes, int]:
-        """The GGUF header of a remote file (metadata + tensor infos) and the file's size.
+    def read_header(self, repo_id: str, filename: str, revision: str | None = None) -> HeaderCheck:
+        """Check, before downloading, that a remote file is a GGUF model this Corral can read.
 
-        Range requests read 1 MiB, then twice as much, until the header is whole; at most 64 MiB."""
+        Range requests read 1 MiB, then twice as much, until gguf_info can parse the whole
+        header (at most 64 MiB), validated against the remote file's size. Raises HubError (hub
+        problems) or gguf_info.GGUFError (the header is not a usable model)."""
+        from app.core import gguf_info
+
         meta = self.file_metadata(repo_id, filename, revision)
         what = f"{repo_id}/{filename}"
-        data = b""
-        want = HEADER_FIRST_READ
+        data, want = b"", HEADER_FIRST_READ
         while True:
             if len(data) < want:
                 data += self._read_range(meta.url, len(data), want, what)
-            end = gguf_header_length(data)
-            if end is not None:
-                return data[:end], (meta.size or len(data))
-            if meta.size is not None and len(data) >= meta.size:
-                raise HubError(f"{what} is not a GGUF model, or it is damaged: its header never ends.")
-            if want >= HEADER_MAX_BYTES:
-                raise HubError(f"{what}: the GGUF header is larger than {HEADER_MAX_BYTES >> 20} MiB; "
-                               "this is not a model Corral can check.")
-            want = min(want * 2, HEADER_MAX_BYTES)
+            size = meta.size or len(data)
+            try:
+                info = gguf_info.inspect_prefix(data, size, what)
+            except gguf_info.IncompleteHeader:
+                if len(data) >= size or want >= HEADER_MAX_BYTES:
+                    raise HubError(f"{what}: no complete GGUF header in its first "
+                                   f"{len(data) >> 20} MiB; this is not a model Corral can check.")
+                want = min(want * 2, HEADER_MAX_BYTES)
+                continue
+            return HeaderCheck(repo_id, filename, size, info.data_offset, info)
 
     def _read_range(self, url: str, start: int, stop: int, what: str) -> bytes:
         with self.stream(url, start=start, end=stop, what=what) as resp:
@@ -306,92 +308,3 @@ class HubClient:
                 yield resp
         except HUB_FAILURES as exc:
             raise self.to_hub_error(exc, what) from exc
-
-    def read_header(self, repo_id: str, filename: str, revision: str | None = None) -> HeaderCheck:
-        """Check, before downloading, that a remote file is a GGUF model this Corral can read.
-
-        Raises HubError (hub problems) or gguf_info.GGUFError (the header is not a usable model)."""
-        from app.core import gguf_info
-
-        header, size = self.fetch_header(repo_id, filename, revision)
-        with tempfile.TemporaryDirectory(prefix="corral-header-") as tmp:
-            path = Path(tmp) / Path(filename).name
-            with open(path, "wb") as f:
-                f.write(header)
-                # gguf_info checks that tensor data fits in the file: make the file as long as the
-                # remote one. truncate() extends sparsely (no data written; sparse on POSIX).
-                f.truncate(max(size, len(header)))
-            try:
-                info = gguf_info.inspect(path)
-            except gguf_info.GGUFError as exc:
-                raise gguf_info.GGUFError(f"{repo_id}/{filename}", exc.reason) from None
-        return HeaderCheck(repo_id, filename, size, len(header), info)
-
-
-# GGUF value type -> fixed size (strings and arrays are walked)
-_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-
-def gguf_header_length(data: bytes) -> int | None:
-    """Where the tensor infos of a GGUF prefix end (the header's length), None if `data` is too short.
-
-    Only walks the layout (no validation: gguf_info does that on the result). A prefix that is not
-    GGUF is reported as a complete 64-byte header so gguf_info can say what the file is."""
-    if len(data) < 24:
-        return None
-    if data[:4] != b"GGUF":
-        return min(len(data), 64)
-    u32 = struct.Struct("<I").unpack_from
-    u64 = struct.Struct("<Q").unpack_from
-    n_tensors, n_kv = u64(data, 8)[0], u64(data, 16)[0]
-    pos, size = 24, len(data)
-
-    def need(n: int) -> None:
-        if pos + n > size:
-            raise IndexError
-
-    def string() -> None:
-        nonlocal pos
-        need(8)
-        n = u64(data, pos)[0]
-        need(8 + n)
-        pos += 8 + n
-
-    def value(vtype: int) -> None:
-        nonlocal pos
-        if vtype == 8:
-            string()
-        elif vtype == 9:
-            need(12)
-            etype, count = u32(data, pos)[0], u64(data, pos + 4)[0]
-            pos += 12
-            if etype in _FIXED:
-                need(count * _FIXED[etype])
-                pos += count * _FIXED[etype]
-            else:
-                for _ in range(count):
-                    value(etype)
-        elif vtype in _FIXED:
-            need(_FIXED[vtype])
-            pos += _FIXED[vtype]
-        else:  # unknown type: the header is whole as far as we can tell; gguf_info will explain
-            raise ValueError
-
-    try:
-        for _ in range(n_kv):
-            string()
-            need(4)
-            vtype = u32(data, pos)[0]
-            pos += 4
-            value(vtype)
-        for _ in range(n_tensors):
-            string()
-            need(4)
-            n_dims = u32(data, pos)[0]
-            need(4 + 8 * n_dims + 12)
-            pos += 4 + 8 * n_dims + 12
-    except IndexError:
-        return None
-    except (ValueError, RecursionError):
-        return pos
-    return pos

@@ -24,13 +24,12 @@ from typing import Any, Callable, Iterable
 from app.core import gguf_info
 from app.core.discovery import DiscoveredModel, DiscoveryRoots, discover
 from app.core.memory_plan import format_bytes
-from app.core.paths import get_paths
+from app.core.paths import PARTIAL_DIR, get_paths
 from app.core.settings import (ModelSettings, ModelSettingsStore, load_settings, read_json,
                                write_json_atomic)
 
 FOLDER, LINKED = "folder", "linked"
 COPY, MOVE, LINK = "copy", "move", "link"
-PARTIAL_DIR = ".partial"
 DISK_RESERVE = 64 * 1024 * 1024   # keep this much free after a copy
 CACHE_VERSION = 1
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import platformdirs
 
 APP_NAME = "Corral"
+PARTIAL_DIR = ".partial"  # inside the models folder: downloads in progress (never scanned as models)
 HOME_ENV = "CORRAL_HOME"
 
 
