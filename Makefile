@@ -29,3 +29,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(PY) tools/screenshots.py

@@ -10,20 +10,46 @@ import time
 _T0 = time.perf_counter()
 
 
-def run_app(argv: list[str] | None = None, *, quit_after_show: bool = False) -> int:
-    from PySide6.QtCore import QTimer
+def create_window(argv: list[str] | None = None):
+    """The QApplication (made if needed), themed from the settings, and the main window (not
+    shown yet). `run_app` and tools/screenshots.py start the app the same way."""
     from PySide6.QtWidgets import QApplication
 
+    from app.core.settings import Settings, SettingsError, load_settings
+    from app.gui import theme
     from app.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName("Corral")
     app.setOrganizationName("Corral")
-    window = MainWindow()
+    app.setApplicationDisplayName("Corral")
+    error = None
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # shown in the window; the file is left for the user to fix
+        settings, error = Settings(), f"Settings not loaded, using the defaults: {exc}"
+    theme.ensure(settings.theme)
+    return app, MainWindow(settings, settings_error=error)
+
+
+def run_app(argv: list[str] | None = None, *, quit_after_show: bool = False) -> int:
+    from PySide6.QtCore import QTimer
+
+    app, window = create_window(argv)
     window.show()
     if quit_after_show:
+        # "shown in": the window is on screen (sidebar, status bar, the last screen's frame);
+        # "ready in": the chat screen is built too (it is built right after the first frame).
+        def finish() -> None:
+            print(f"ready in {(time.perf_counter() - _T0) * 1000:.0f} ms", flush=True)
+            window.close()
+            app.quit()
+
         def report() -> None:
             print(f"shown in {(time.perf_counter() - _T0) * 1000:.0f} ms", flush=True)
-            app.quit()
+            if window.is_ready:
+                finish()
+            else:
+                window.ready.connect(finish)
         QTimer.singleShot(0, report)
     return app.exec()

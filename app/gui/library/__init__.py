@@ -1,0 +1,1 @@
+"""The library screen's parts: its data (state.py, no widgets) and its cards (cards.py)."""

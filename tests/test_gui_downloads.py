@@ -1,0 +1,172 @@
+"""The Downloads screen with the real DownloadManager and a real local hub (app/testing/hub_server):
+a download started from the Library appears, progresses, pauses and resumes through its buttons,
+completes and lands in the library; failures are shown in words with Retry."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtWidgets import QPushButton
+
+from app.core.downloads import DownloadEvent, Job
+from app.core.settings import Settings, load_settings, save_settings
+from app.gui.download_worker import DownloadController
+from app.gui.main_window import MainWindow
+from app.testing.hub_server import local_hub  # noqa: F401  (a fixture)
+
+REPO = "corral-test/Tiny-Chat-GGUF"
+FILE = "tiny-chat.Q8_0.gguf"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def hub(local_hub, tiny_model):  # noqa: F811
+    local_hub.add_repo(REPO, downloads=42, likes=7)
+    local_hub.add_file(REPO, FILE, tiny_model)
+    return local_hub
+
+
+@pytest.fixture
+def window(qtbot, home, hub):
+    w = MainWindow(load_settings())
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    hub.clear_faults()
+    hub.release_stalls()
+    w.close()
+
+
+def button(row, name: str) -> QPushButton:
+    b = row.findChild(QPushButton, f"{name}-button")
+    assert b is not None and b.isVisibleTo(row), f"{name} is not offered in state {row.job.state}"
+    return b
+
+
+def test_a_download_progresses_pauses_resumes_and_completes(window, hub, qtbot, home, tiny_model):
+    size = tiny_model.stat().st_size
+    hub.set_faults(REPO, FILE, throttle=60_000)  # ~14 s for the whole file: time to press Pause
+    library = window.show_screen("library")
+    library.show_tab("hub")
+    library.search.setText("tiny-chat")
+    qtbot.waitUntil(lambda: library.hub_list.count() == 1, timeout=10000)
+    card = library.hub_list.itemAt(0).widget()
+    card.show_files.click()
+    qtbot.waitUntil(lambda: card.findChild(QPushButton, "download-button") is not None, timeout=10000)
+    card.findChild(QPushButton, "download-button").click()
+    assert library.banner.kind == "info" and FILE in library.banner.text.text()
+
+    screen = window.show_screen("downloads")
+    qtbot.waitUntil(lambda: len(screen.rows) == 1, timeout=10000)
+    row = next(iter(screen.rows.values()))
+    assert row.name.text() == FILE and row.repo.text() == REPO
+    qtbot.waitUntil(lambda: row.job.state == "downloading" and row.job.bytes_done > 0 and bool(row.speed),
+                    timeout=15000)
+    assert 0 < row.bar.value() < 1000
+    assert "of" in row.figures.text() and "/s" in row.figures.text()
+
+    button(row, "pause").click()
+    qtbot.waitUntil(lambda: row.job.state == "paused", timeout=15000)
+    assert row.state.text() == "Paused"
+    paused_at = row.job.bytes_done
+    assert 0 < paused_at < size
+    assert (home / "models" / ".partial" / f"{FILE}.part").exists()
+
+    hub.clear_faults()
+    button(row, "resume").click()
+    qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
+    assert row.state.text() == "Done"
+    assert row.bar.value() == 1000
+    assert (home / "models" / FILE).stat().st_size == size
+    # Resumed with Range from the partial: the hub did not send the first part twice.
+    assert hub.bytes_sent(REPO, FILE) < size + paused_at
+    # Verified, registered, and shown in the library.
+    qtbot.waitUntil(lambda: "tiny-chat.Q8_0" in library.installed_ids(), timeout=10000)
+    assert button(row, "remove")
+
+
+def test_failures_are_shown_in_words_with_retry(window, hub, qtbot):
+    controller = window.downloads
+    screen = window.show_screen("downloads")
+    job = controller.enqueue(REPO, "missing.Q4_K_M.gguf")
+    qtbot.waitUntil(lambda: job.id in screen.rows and screen.rows[job.id].job.state == "failed",
+                    timeout=15000)
+    row = screen.rows[job.id]
+    assert row.state.text() == "Failed"
+    assert row.message.isVisibleTo(row)
+    assert "missing.Q4_K_M.gguf" in row.message.text() and "not found" in row.message.text()
+    assert button(row, "retry") and button(row, "cancel")
+    button(row, "cancel").click()
+    qtbot.waitUntil(lambda: row.job.state == "cancelled")
+    button(row, "remove").click()
+    qtbot.waitUntil(lambda: job.id not in screen.rows)
+
+
+def test_cancel_removes_the_partial(window, hub, qtbot, home):
+    hub.set_faults(REPO, FILE, throttle=30_000)
+    screen = window.show_screen("downloads")
+    job = window.downloads.enqueue(REPO, FILE)
+    qtbot.waitUntil(lambda: job.id in screen.rows and screen.rows[job.id].job.bytes_done > 0, timeout=15000)
+    button(screen.rows[job.id], "cancel").click()
+    qtbot.waitUntil(lambda: screen.rows[job.id].job.state == "cancelled", timeout=15000)
+    assert not (home / "models" / ".partial" / f"{FILE}.part").exists()
+
+
+def test_the_queue_comes_back_after_a_restart(home, hub, qtbot):
+    hub.set_faults(REPO, FILE, throttle=30_000)
+    first = MainWindow(load_settings())
+    qtbot.addWidget(first)
+    first.show()
+    job = first.downloads.enqueue(REPO, FILE)
+    qtbot.waitUntil(lambda: any(j.bytes_done > 0 for j in first.downloads.jobs()), timeout=15000)
+    first.downloads.pause(job.id)
+    qtbot.waitUntil(lambda: first.downloads.manager.get(job.id).state == "paused", timeout=15000)
+    first.close()
+
+    again = MainWindow(load_settings())
+    qtbot.addWidget(again)
+    again.show()
+    screen = again.show_screen("downloads")
+    qtbot.waitUntil(lambda: job.id in screen.rows, timeout=10000)
+    assert screen.rows[job.id].job.state == "paused"
+    assert screen.rows[job.id].job.bytes_done > 0
+    again.close()
+
+
+def test_offline_refuses_downloads_with_a_message(home, hub, qtbot):
+    save_settings(Settings(offline=True))
+    w = MainWindow(load_settings())
+    qtbot.addWidget(w)
+    w.show()
+    from app.gui.download_worker import OfflineError
+
+    with pytest.raises(OfflineError, match="Offline mode is on"):
+        w.downloads.enqueue(REPO, FILE)
+    assert hub.requests == []
+    w.close()
+
+
+def test_progress_is_coalesced(qtbot, home):
+    controller = DownloadController(Settings(), home / "queue.json", interval_ms=50)
+    seen = []
+    controller.jobChanged.connect(seen.append)
+    job = Job(id="j1", repo_id=REPO, filename=FILE, state="downloading", size=1000)
+
+    def worker():  # the manager calls on_event on its own threads
+        for done in range(1, 201):
+            controller.manager_event(DownloadEvent(Job(**{**job.__dict__, "bytes_done": done}),
+                                                   "progress", 1e6, 1.0))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1].job.bytes_done == 200, timeout=3000)
+    assert len(seen) <= 3  # 200 progress events, one (or a couple of) view updates
+    controller.manager_event(DownloadEvent(Job(**{**job.__dict__, "state": "paused"}), "state"))
+    qtbot.waitUntil(lambda: seen[-1].job.state == "paused", timeout=3000)

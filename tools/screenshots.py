@@ -1,0 +1,223 @@
+"""Screenshots of the real app for the README: `make screenshots` → docs/screenshots/*.png.
+
+    python tools/screenshots.py [--out docs/screenshots] [--size 1280x800]
+
+Starts the real window (`app.gui.app.create_window`, as `corral` does) under a temporary
+CORRAL_HOME seeded with generated models named like real ones (TinyLlama-shaped, Vicuna,
+Llama 2 Chat), the chat part's demo conversations (app/gui/chat/demo.py), a model in a fake
+GPT4All folder (for "Other apps"), and a local Hugging Face hub (app/testing/hub_server.py)
+serving files slowly, so the Downloads screen has one download running, one paused, one done
+and one refused. On the X server in DISPLAY (e.g. Xvfb :99) if set, else offscreen.
+Nothing here touches your own Corral folders or the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MiB = 1 << 20
+DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
+    ("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q5_K_M.gguf", 460 * MiB, 7 * MiB, "run"),
+    ("TheBloke/vicuna-13B-v1.5-GGUF", "vicuna-13b-v1.5.Q4_K_M.gguf", 420 * MiB, 60 * MiB, "pause"),
+    ("TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_M.gguf", 300 * MiB,
+     None, "gated"),
+    ("TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF", "tinyllama-1.1b-chat-v1.0.Q2_K.gguf", None, None, "done"),
+)
+
+
+def wait(predicate, timeout: float = 30.0, what: str = "") -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out waiting for {what or predicate}")
+        QApplication.processEvents()
+        loop = QEventLoop()
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+
+
+def settle(seconds: float = 0.4) -> None:
+    end = time.monotonic() + seconds
+    wait(lambda: time.monotonic() >= end, seconds + 5)
+
+
+def seed_models(home: Path, xdg: Path, hf_cache: Path) -> dict[str, Path]:
+    from app.testing import models
+
+    folder = home / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {
+        "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf": models.cached_model(
+            "tinyllama_shape", name="tinyllama-1.1b-chat", chat_template=models.ZEPHYR_TEMPLATE),
+        "vicuna-7b-v1.5.Q4_K_M.gguf": models.cached_model("small", name="vicuna-7b-v1.5"),
+        "llama-2-7b-chat.Q4_K_M.gguf": models.cached_model("small", name="llama-2-7b-chat", seed=1),
+    }
+    out = {}
+    for name, source in made.items():
+        dest = folder / name
+        try:
+            os.link(source, dest)  # same bytes, no copy of 600 MB
+        except OSError:
+            shutil.copy(source, dest)
+        out[name] = dest
+    gpt4all = xdg / "nomic.ai" / "GPT4All"  # another app's model, offered "Use in place"
+    gpt4all.mkdir(parents=True, exist_ok=True)
+    shutil.copy(models.cached_model("tiny", name="orca-mini-3b"), gpt4all / "orca-mini-3b-gguf2-q4_0.gguf")
+    repo = hf_cache / "models--bartowski--Llama-3.2-1B-Instruct-GGUF"  # as huggingface_hub keeps it
+    blob = repo / "blobs" / ("0" * 64)
+    blob.parent.mkdir(parents=True)
+    shutil.copy(models.cached_model("tiny", name="llama-3.2-1b"), blob)
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "Llama-3.2-1B-Instruct-Q4_K_M.gguf").symlink_to(Path("../..") / "blobs" / blob.name)
+    return out
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def start_hub(tmp: Path, tiny: Path):
+    from app.testing.hub_server import LocalHub
+
+    hub = LocalHub().start()
+    for repo, name, size, throttle, kind in DOWNLOADS:
+        hub.add_repo(repo, gated=kind == "gated", downloads=12000)
+        source = tiny if size is None else sparse_file(tmp / name, size)
+        hub.add_file(repo, name, source)
+        if throttle:
+            hub.set_faults(repo, name, throttle=throttle)
+    return hub
+
+
+def save(widget, out: Path, name: str) -> None:
+    path = out / name
+    if not widget.grab().save(str(path)):
+        raise SystemExit(f"screenshots: could not write {path}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--size", default="1280x800")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.split("x"))
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="corral-shots-") as tmp_name:
+        tmp = Path(tmp_name)
+        home, xdg = tmp / "home", tmp / "xdg"
+        os.environ.update({"CORRAL_HOME": str(home), "XDG_DATA_HOME": str(xdg),
+                           "HF_HUB_CACHE": str(tmp / "hf-cache"), "OLLAMA_MODELS": str(tmp / "ollama"),
+                           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
+        os.environ.pop("HF_TOKEN", None)
+        if not os.environ.get("DISPLAY"):
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        files = seed_models(home, xdg, tmp / "hf-cache")
+        tiny = files["vicuna-7b-v1.5.Q4_K_M.gguf"]
+        hub = start_hub(tmp, tiny)
+        os.environ["HF_ENDPOINT"] = hub.url
+
+        from app.core.chats import ChatStore
+        from app.gui.chat import demo
+
+        tinyllama = files["tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf"]
+        store = ChatStore()
+        demo.seed_demo(store, tinyllama.stem, str(tinyllama))
+        store.close()
+
+        from app.gui import theme
+        from app.gui.app import create_window
+
+        app, window = create_window()
+        try:
+            window.resize(width, height)
+            window.show()
+            wait(lambda: window.is_ready and window.library_state.items is not None, what="start-up")
+            chat = window.chat_screen
+
+            # Chat mode, with the demo conversation's model loaded by the real engine.
+            demo.show_demo(chat, "chat")
+            chat.controller.choose_model(tinyllama.stem)
+            wait(lambda: window.status.model.text() == f"Model: {tinyllama.stem}", 120, "the model to load")
+            chat.splitter.setSizes([250, width - 92 - 250 - 330, 330])
+            settle(0.8)
+            save(window, args.out, "chat.png")
+            theme.ensure("dark")
+            settle(0.8)
+            save(window, args.out, "chat-dark.png")
+            theme.ensure("light")
+
+            demo.show_demo(chat, "completion", tab="Prompt")
+            settle(0.8)
+            save(window, args.out, "chat-completion.png")
+
+            library = window.show_screen("library")
+            window.resize(width, height)  # the chat screen may have widened the window
+            wait(lambda: len(library.installed_grid.cards) == len(files), what="the library")
+            wait(lambda: len(library.catalog_grid.cards) > 0, what="the catalog")
+            settle()
+            save(window, args.out, "library.png")
+            library.show_tab("catalog")
+            settle()
+            save(window, args.out, "library-catalog.png")
+            library.show_tab("other")
+            wait(lambda: library.other_list.count() > 0, what="other apps' models")
+            settle()
+            save(window, args.out, "library-other-apps.png")
+
+            controller = window.downloads
+            jobs = {}
+            for repo, name, size, throttle, kind in reversed(DOWNLOADS):
+                jobs[kind] = controller.enqueue(repo, name)
+                if kind == "done":
+                    wait(lambda: controller.manager.get(jobs["done"].id).state == "done", 30, "a download")
+                if kind == "gated":
+                    wait(lambda: controller.manager.get(jobs["gated"].id).state == "failed", 30, "refusal")
+                if kind == "pause":
+                    job_id = jobs["pause"].id
+                    wait(lambda: controller.manager.get(job_id).bytes_done > 0.38 * 420 * MiB, 60, "progress")
+                    controller.pause(job_id)
+                    wait(lambda: controller.manager.get(job_id).state == "paused", 30, "pause")
+            downloads = window.show_screen("downloads")
+            window.resize(width, height)
+            running = jobs["run"].id
+            wait(lambda: running in downloads.rows and downloads.rows[running].eta is not None
+                 and downloads.rows[running].job.bytes_done > 0.12 * 460 * MiB, 90, "a running download")
+            settle(0.3)
+            save(window, args.out, "downloads.png")
+            controller.pause(running)
+
+            window.show_screen("chat")
+            window.open_settings()
+            dialog = window.settings_dialog
+            dialog.token.setText("hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+            wait(dialog.isVisible, what="the settings dialog")
+            dialog.backend.setFocus()
+            settle()
+            save(dialog, args.out, "settings.png")
+            dialog.reject()
+        finally:
+            window.close()
+            hub.stop()
+            app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
