@@ -33,3 +33,18 @@ clean:
 .PHONY: screenshots
 screenshots: $(STAMP)
 	$(PY) tools/screenshots.py
+
+# Installers (see installers/README.md). `make dist` builds the Linux ones here from .venv:
+# the frozen app, a .deb, an AppDir and a portable .tar.gz, all in dist/. `make dist-check`
+# then installs the .deb with dpkg, uses it, times its start-up and removes it (needs root).
+.PHONY: dist dist-deps dist-check
+
+dist-deps:
+	bash installers/linux/build_deps.sh
+
+dist: $(STAMP) dist-deps
+	$(PY) -m pip install --quiet -r installers/requirements-build.txt
+	PYTHON=$(PY) bash installers/build_linux.sh
+
+dist-check: dist
+	PYTHON=$(PY) python3 installers/check_deb.py

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral", description="Run LLaMA-family language models on your own computer, offline."
     )
-    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    from app.core.resources import version_label
+
+    parser.add_argument("--version", action="version", version=f"corral {version_label(__version__)}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

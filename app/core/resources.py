@@ -6,6 +6,7 @@ PyInstaller bundle it is resources/ inside the bundle (sys._MEIPASS). Both are f
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,3 +20,17 @@ def resources_dir() -> Path:
 
 def resource_path(*parts: str) -> Path:
     return resources_dir().joinpath(*parts)
+
+
+def build_info() -> dict | None:
+    """What an installer build is (flavour cpu|cuda|metal, versions), stamped by installers/;
+    None in a source checkout."""
+    try:
+        return json.loads(resource_path("build_flavour.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def version_label(version: str) -> str:
+    info = build_info()
+    return f"{version} ({info.get('flavour', '?')} build)" if info else f"{version} (from source)"

@@ -23,6 +23,15 @@ def create_window(argv: list[str] | None = None):
     app.setApplicationName("Corral")
     app.setOrganizationName("Corral")
     app.setApplicationDisplayName("Corral")
+    app.setDesktopFileName("corral")  # Wayland matches the window to corral.desktop by this
+    from PySide6.QtGui import QIcon
+
+    from app.core.resources import resource_path
+
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        icon.addFile(str(resource_path("icons", f"corral-{size}.png")))
+    app.setWindowIcon(icon)
     error = None
     try:
         settings = load_settings()

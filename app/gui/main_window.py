@@ -97,7 +97,11 @@ class StatusPanel:
         self.model.setText(f"Model: {name}" if name else "No model loaded")
 
     def set_backend(self, text: str | None) -> None:
-        self.backend.setText(f"Backend: {text}" if text else "")
+        from app.core.resources import build_info
+
+        info = build_info()  # installers stamp their flavour; a source checkout has none
+        flavour = f" · {info['flavour']} build" if info and info.get("flavour") else ""
+        self.backend.setText(f"Backend: {text}{flavour}" if text else "")
 
     def set_tokens_per_second(self, tps: float | None) -> None:
         self.speed.setText(f"{tps:.1f} tok/s" if tps else "")
