@@ -233,11 +233,19 @@ class _Backend(QObject):
                 writer.finish(state, stats_dict(stats))
             self.finished.emit(rid, stats)
         except (EngineError, TemplateError) as exc:
-            if writer is not None:
-                writer.finish("error", {"stop_reason": "error", "error": str(exc)})
-            self.failed.emit(rid, str(exc))
+            self._fail(rid, writer, str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. the chats database: said, never silent
+            self._fail(rid, writer, f"{type(exc).__name__}: {exc}")
         finally:
             self.busyChanged.emit(False)
+
+    def _fail(self, rid: int, writer: ReplyWriter | None, message: str) -> None:
+        if writer is not None and not writer.finished:
+            try:
+                writer.finish("error", {"stop_reason": "error", "error": message})
+            except Exception as exc:  # noqa: BLE001 - the reply cannot be saved: say so too
+                message += f" (and the reply could not be saved: {exc})"
+        self.failed.emit(rid, message)
 
     def _cancelled(self, rid: int, writer: ReplyWriter | None) -> None:
         stats = Stats(stop_reason="cancelled")

@@ -74,7 +74,8 @@ class ChatScreen(QWidget):
         self.side.setDocumentMode(True)
         self.side.addTab(self.parameters, "Parameters")
         self.side.addTab(self.inspector, "Prompt")
-        self.side.setMinimumWidth(300)
+        self.side.setMinimumWidth(280)
+        self.conversations.setMinimumWidth(180)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.conversations)
@@ -116,11 +117,14 @@ class ChatScreen(QWidget):
                                         lambda: self.controller.regenerate_last())
         self.panel_action = action("Show parameters and prompt", "Ctrl+Shift+P",
                                    lambda: self.toolbar.panel.toggle())
+        self.export_action = action("Export chat…", None, lambda: self.export_current(),
+                                    "Save this conversation as Markdown or JSON")
 
     def actions_for_shell(self) -> list[QAction]:
-        """New chat (Ctrl+N), Search (Ctrl+F), Stop (Esc), Regenerate, Panel — for menus."""
+        """New chat (Ctrl+N), Search (Ctrl+F), Stop (Esc), Regenerate (Ctrl+Shift+R),
+        Parameters panel (Ctrl+Shift+P), Export chat… — for the shell's menus."""
         return [self.new_chat_action, self.search_action, self.stop_action,
-                self.regenerate_action, self.panel_action]
+                self.regenerate_action, self.panel_action, self.export_action]
 
     # ------------------------------------------------------------------ public API
     def new_chat(self, model_id: str | None = None) -> None:
@@ -138,6 +142,11 @@ class ChatScreen(QWidget):
 
     def stop(self) -> None:
         self.controller.stop()
+
+    def export_current(self) -> None:
+        """Ask where, then save the open conversation as Markdown (.md) or JSON (.json)."""
+        if self.controller.conv is not None and self.controller.conv.id:
+            self.controller.export(self.controller.conv.id)
 
     def focus_search(self) -> None:
         self.conversations.focus_search()

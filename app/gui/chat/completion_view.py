@@ -7,9 +7,10 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QPushButton, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
 
-from app.gui.chat.message_view import COLUMN_WIDTH, muted, stats_line
+from app.gui.chat.message_view import COLUMN_WIDTH
+from app.gui.chat.style import muted, stats_line
 
 PLACEHOLDER = ">PROMPT"
 
@@ -44,12 +45,15 @@ class CompletionView(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Prompt preset:"))
         self.presets = QComboBox()
-        self.presets.setMinimumWidth(240)
+        self.presets.setMinimumContentsLength(16)
+        self.presets.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.presets.activated.connect(self._preset)
         bar.addWidget(self.presets)
-        bar.addStretch(1)
         self.hint = muted(QLabel("Ctrl+Enter continues the text · Esc stops"))
-        bar.addWidget(self.hint)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(self.hint, 1)
         self.go = QPushButton("Go")
         self.go.setMinimumWidth(84)
         self.go.clicked.connect(self._go)

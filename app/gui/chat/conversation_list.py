@@ -97,6 +97,8 @@ class ConversationList(QWidget):
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.currentItemChanged.connect(self._current)
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.ask_rename(item.data(ID_ROLE), item.text()))
         self.list.setBackgroundRole(QPalette.ColorRole.Window)
         lay.addWidget(self.list, 1)
         self._quiet = False

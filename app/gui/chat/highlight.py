@@ -6,6 +6,7 @@ for the palette in force: a light one on light themes, a dark one on dark themes
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 from PySide6.QtGui import QColor, QFont, QPalette, QSyntaxHighlighter, QTextCharFormat, \
@@ -22,6 +23,16 @@ def is_dark(palette: QPalette) -> bool:
 
 def style_name(palette: QPalette) -> str:
     return DARK_STYLE if is_dark(palette) else LIGHT_STYLE
+
+
+def prewarm() -> None:
+    """Import Pygments in a background thread, so the first code block of a streaming reply
+    does not pause the event loop for the import."""
+    def work() -> None:
+        _lexer("python")
+        from pygments.styles import get_style_by_name
+        get_style_by_name(LIGHT_STYLE), get_style_by_name(DARK_STYLE)
+    threading.Thread(target=work, name="pygments-prewarm", daemon=True).start()
 
 
 @lru_cache(maxsize=64)

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from app.gui.chat.message_view import muted
+from app.gui.chat.style import muted
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ParameterPanel(QWidget):
                 box = QSpinBox(singleStep=int(knob.step))
                 box.setRange(int(knob.lo), int(knob.hi))
             if knob.key == "seed":
-                box.setSpecialValueText("random (-1)")
+                box.setSpecialValueText("random")
             box.setKeyboardTracking(False)
             box.setToolTip(knob.tip)
             box.setMinimumWidth(112)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QSizePolicy, QVBoxLayout, QWidget)
 
-from app.gui.chat.message_view import muted
+from app.gui.chat.style import muted
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 
@@ -50,9 +50,11 @@ class PromptInspector(QWidget):
         self.template_label = QLabel()
         self.template_label.setWordWrap(True)
         self.template_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.template_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.template_label)
         self.rule_label = muted(QLabel())
         self.rule_label.setWordWrap(True)
+        self.rule_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.rule_label)
 
         self.system_label = QLabel("System prompt")
@@ -67,8 +69,9 @@ class PromptInspector(QWidget):
 
         head = QHBoxLayout()
         self.caption = QLabel("Prompt")
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         head.addWidget(self.caption, 1)
-        self.override = QCheckBox("Edit for the next reply")
+        self.override = QCheckBox("Edit")
         self.override.setToolTip("Send this exact text for the next reply instead of the "
                                  "template's rendering (used once)")
         self.override.toggled.connect(self._override_toggled)
@@ -84,13 +87,14 @@ class PromptInspector(QWidget):
         self.prompt.textChanged.connect(lambda: self._quiet or self._override_timer.start())
         self.tokens = muted(QLabel())
         self.tokens.setWordWrap(True)
+        self.tokens.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.tokens)
 
         stop_head = QHBoxLayout()
         stop_label = QLabel("Stop strings")
         stop_label.setToolTip("One a line; write \\n for a newline and \\t for a tab")
         stop_head.addWidget(stop_label, 1)
-        self.stop_reset = QPushButton("Template's")
+        self.stop_reset = QPushButton("Reset")
         self.stop_reset.setToolTip("Use the template's stop strings")
         self.stop_reset.clicked.connect(lambda: self.stopsChanged.emit(None))
         stop_head.addWidget(self.stop_reset)

@@ -83,17 +83,20 @@ def history(messages: list[Message]) -> list[dict[str, str]]:
 
 
 class ModelInfos:
-    """GGUF headers (with BOS/EOS and the chat template) read once per file version."""
+    """GGUF headers (with BOS/EOS and the chat template), read once per file until `clear()`
+    (the screen clears it when the library changes)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, int, int], gguf_info.ModelInfo] = {}
+        self._cache: dict[str, gguf_info.ModelInfo] = {}
 
     def get(self, path: Path) -> gguf_info.ModelInfo:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        key = str(path)
         if key not in self._cache:
             self._cache[key] = gguf_info.inspect(path)
         return self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel,
                                QProgressBar, QSizePolicy, QToolButton, QWidget)
 
-from app.gui.chat.message_view import blend, muted
+from app.gui.chat.style import blend, muted
 
 AUTO = "__auto__"
 
@@ -27,22 +27,25 @@ class ChatToolbar(QFrame):
         lay.setContentsMargins(12, 8, 12, 8)
         lay.setSpacing(8)
         self.model = QComboBox()
-        self.model.setMinimumWidth(260)
-        self.model.setMinimumContentsLength(28)
-        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.model.setMinimumContentsLength(18)
+        self.model.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setToolTip("The model this conversation talks to")
         self.model.activated.connect(lambda i: self.modelChosen.emit(self.model.itemData(i) or ""))
         lay.addWidget(self.model)
         self.template = QComboBox()
-        self.template.setMinimumWidth(200)
-        self.template.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.template.setMinimumContentsLength(14)
+        self.template.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.template.activated.connect(self._template)
         lay.addWidget(self.template)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setMaximumWidth(140)
+        self.progress.setMinimumWidth(60)
         self.progress.setTextVisible(False)
         self.progress_label = muted(QLabel())
+        self.progress_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.cancel = QToolButton(text="Cancel")
         self.cancel.setToolTip("Stop loading the model")
         self.cancel.clicked.connect(self.cancelLoad)
@@ -62,7 +65,7 @@ class ChatToolbar(QFrame):
             self.modes.addButton(b)
             self.mode_buttons[mode] = b
             lay.addWidget(b)
-        self.panel = QToolButton(text="Parameters & prompt", checkable=True)
+        self.panel = QToolButton(text="Parameters", checkable=True)
         self.panel.setToolTip("Show the parameters and the prompt inspector (Ctrl+Shift+P)")
         self.panel.toggled.connect(lambda on: self._bold(self.panel, on))
         self.panel.toggled.connect(self.panelToggled)

@@ -1,0 +1,66 @@
+"""`corral serve`: the OpenAI-compatible API on this machine (see app.core.server)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from app.cli._common import CliError
+
+KEY_ENV = "CORRAL_API_KEY"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the library's models over an OpenAI-compatible API",
+        description="Serve GET /v1/models, POST /v1/chat/completions and POST /v1/completions "
+                    "for the models of the library (loaded on demand, one at a time).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8484, help="default: 8484; 0 picks a free port")
+    p.add_argument("--model", metavar="ID", help="load this model now and use it when a "
+                   "request names none (default: load on the first request)")
+    p.add_argument("--api-key", metavar="KEY", default=os.environ.get(KEY_ENV) or None,
+                   help=f"require 'Authorization: Bearer KEY' on every request "
+                        f"(default: ${KEY_ENV} if set)")
+    p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN call the API (repeatable; default: none)")
+    p.add_argument("--max-queue", type=int, default=8, metavar="N",
+                   help="requests that may wait for the engine; more get 429 (default: 8)")
+    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body accepted; larger gets 413 (default: 4 MiB)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="llama.cpp threads (default: the settings', else one per core)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from app.core.engine import EngineError
+    from app.core.library import LibraryError
+    from app.core.server import ServeConfig, Server
+
+    if args.max_queue < 0 or args.max_body < 1 or not 0 <= args.port <= 65535:
+        raise CliError("--max-queue must be ≥ 0, --max-body ≥ 1 and --port 0…65535", 2)
+    config = ServeConfig(host=args.host, port=args.port, model=args.model,
+                         api_key=args.api_key, cors=tuple(args.cors),
+                         max_queue=args.max_queue, max_body=args.max_body, threads=args.threads)
+    server = Server(config, log_level="info")
+    try:
+        if args.model:
+            print(f"corral: loading {args.model}…", file=sys.stderr, flush=True)
+            loaded = server.preload(args.model)
+            note = f"; note: {loaded.fallback_reason}" if loaded.fallback_reason else ""
+            print(f"corral: {args.model} loaded ({loaded.backend}, context {loaded.n_ctx}){note}",
+                  file=sys.stderr, flush=True)
+    except (LibraryError, EngineError) as exc:
+        server.stop()
+        raise CliError(str(exc)) from None
+    if not args.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"corral: warning: listening on {args.host} without --api-key: anyone who can "
+              f"reach this machine can use its models", file=sys.stderr, flush=True)
+    print(f"Serving the OpenAI API at {server.url} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return 0

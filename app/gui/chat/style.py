@@ -1,0 +1,37 @@
+"""Small shared helpers for the chat views: colours from the palette, muted text, stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QLabel
+
+
+def blend(a: QColor, b: QColor, t: float) -> QColor:
+    return QColor(round(a.red() + (b.red() - a.red()) * t),
+                  round(a.green() + (b.green() - a.green()) * t),
+                  round(a.blue() + (b.blue() - a.blue()) * t))
+
+
+def muted(label: QLabel) -> QLabel:
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return label
+
+
+def stats_line(stats: dict[str, Any], state: str) -> str:
+    parts: list[str] = []
+    if stats.get("generated_tokens"):
+        parts.append(f"{stats['generated_tokens']} tokens")
+    if stats.get("decode_tps"):
+        parts.append(f"{stats['decode_tps']:.1f} tok/s")
+    if stats.get("ttft_s") is not None:
+        parts.append(f"first token {stats['ttft_s'] * 1000:.0f} ms")
+    reason = stats.get("stop_reason")
+    words = {"eos": "end of text", "stop": "stop string", "length": "length limit",
+             "cancelled": "stopped", "error": "error"}
+    if state == "interrupted" and reason != "cancelled":
+        parts.append("interrupted (Corral was closed mid-reply)")
+    elif reason:
+        parts.append(f"stop: {words.get(reason, reason)}")
+    return " · ".join(parts)

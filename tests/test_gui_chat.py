@@ -1,0 +1,396 @@
+"""The chat screen end to end (offscreen), on the real engine with generated models: no mocks.
+
+Send → tokens stream in → Stop → Regenerate → Edit and resend → close → a new screen on the same
+database shows the conversation and its stats; the app killed mid-reply keeps the partial reply,
+marked interrupted; completion mode; the context warning; the worker's coalescing and shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.core.chats import ChatStore
+from app.core.engine import LoadSettings, SamplingParams
+from app.core.library import Library
+from app.core.settings import load_settings
+from app.gui.chat import ChatScreen
+from app.gui.chat.prompt_inspector import decode_stops, encode_stops
+from app.gui.chat.segments import split_markdown
+from app.gui.workers import EngineWorker, ReplyRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT = 60_000  # ms; generous: the machine may be busy with other test runs
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def vicuna(home, make_model) -> str:
+    """A tiny generated model named like Vicuna (detected: the vicuna-v1.1 template), imported."""
+    return Library().import_file(make_model("tiny", name="vicuna-7b-v1.5")).id
+
+
+class App:
+    """One 'run' of the app: a store, an engine worker and a chat screen; close() is the quit."""
+
+    def __init__(self, qtbot) -> None:
+        self.store = ChatStore()
+        self.worker = EngineWorker()
+        self.screen = ChatScreen(self.store, self.worker, Library(), load_settings())
+        self.screen.resize(1200, 800)
+        qtbot.addWidget(self.screen)
+        self.screen.show()
+        self.closed = False
+
+    def knobs(self, **values) -> None:
+        for key, value in values.items():
+            self.screen.parameters.fields[key].setValue(value)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.screen.shutdown()
+            assert self.worker.dispose()
+            assert not self.worker.thread_running
+            self.store.close()
+
+
+@pytest.fixture
+def apps(qtbot):
+    made: list[App] = []
+
+    def make() -> App:
+        made.append(App(qtbot))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.close()
+
+
+def idle(screen: ChatScreen) -> bool:
+    return not screen.is_busy()
+
+
+def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, vicuna):
+    app = apps()
+    screen = app.screen
+    assert screen.controller.model().id == vicuna
+    app.knobs(threads=1, context=2048, max_tokens=2000, seed=11, temperature=0.8)
+
+    # Send; stop as soon as the first tokens arrive.
+    stopped: list[int] = []
+
+    def stop_once(_rid: int, _text: str) -> None:
+        if not stopped:
+            stopped.append(1)
+            screen.stop()
+
+    app.worker.tokens.connect(stop_once)
+    screen.send("hello world")
+    qtbot.waitUntil(lambda: bool(stopped), timeout=WAIT)
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    app.worker.tokens.disconnect(stop_once)
+    conv = app.store.conversations()[0]
+    assert conv.title == "hello world" and conv.model_id == vicuna
+    user, reply = app.store.messages(conv.id)
+    assert (user.role, user.content) == ("user", "hello world")
+    assert reply.state == "interrupted" and reply.stats["stop_reason"] == "cancelled"
+    assert 0 < reply.stats["generated_tokens"] < 2000
+    bubble = screen.messages.bubbles[-1]
+    assert bubble.text == reply.content and "stop: stopped" in bubble.stats_label.text()
+    # The inspector names the template, detected from the file name.
+    assert screen.inspector.template_label.text().startswith("Template: Vicuna")
+
+    # Regenerate the stopped reply with a short limit: it runs to the end.
+    app.knobs(max_tokens=24)
+    screen.regenerate_action.trigger()
+    qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    user, reply = app.store.messages(conv.id)
+    assert reply.state == "complete" and reply.stats["stop_reason"] == "length"
+    assert reply.stats["generated_tokens"] == 24 and reply.stats["decode_tps"] > 0
+    assert reply.stats["model"] == vicuna and reply.stats["template"] == "vicuna-v1.1"
+    assert reply.stats["seed"] == 11
+    stats_text = screen.messages.bubbles[-1].stats_label.text()
+    assert "24 tokens" in stats_text and "tok/s" in stats_text and "first token" in stats_text
+    assert "USER: hello world ASSISTANT:" in screen.inspector.prompt.toPlainText()
+
+    # Edit the question and resend it with Enter: the old reply goes, a new one comes.
+    user_bubble = screen.messages.bubbles[0]
+    user_bubble.edit_button.click()
+    assert screen.composer.editing == user.id
+    screen.composer.set_text("hello again")
+    qtbot.keyClick(screen.composer.edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    messages = app.store.messages(conv.id)
+    assert [(m.role, m.state) for m in messages] == [("user", "complete"),
+                                                     ("assistant", "complete")]
+    assert messages[0].content == "hello again" and messages[0].id == user.id
+    final = messages[1]
+    assert final.content and final.stats["generated_tokens"] == 24
+    assert [b.message_id for b in screen.messages.bubbles] == [user.id, final.id]
+    app.close()
+
+    # Start again: the conversation, its reply and the stats line are all there.
+    again = apps()
+    assert again.screen.current_conversation_id() == conv.id
+    bubbles = again.screen.messages.bubbles
+    assert [(b.role, b.text) for b in bubbles] == [("user", "hello again"),
+                                                    ("assistant", final.content)]
+    assert "24 tokens" in bubbles[1].stats_label.text()
+    assert again.screen.parameters.values()["max_tokens"] == 24  # the conversation's knobs
+    items = again.screen.conversations.list
+    assert items.count() == 1 and items.item(0).text() == "hello world"
+
+
+def test_keyboard_enter_sends_shift_enter_breaks_the_line_esc_stops(qtbot, apps, vicuna):
+    app = apps()
+    screen = app.screen
+    app.knobs(threads=1, context=2048, max_tokens=2000)
+    edit = screen.composer.edit
+    edit.setFocus()
+    qtbot.keyClicks(edit, "line one")
+    qtbot.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(edit, "line two")
+    assert screen.composer.text() == "line one\nline two" and idle(screen)
+    with qtbot.waitSignal(app.worker.tokens, timeout=WAIT):
+        qtbot.keyClick(edit, Qt.Key.Key_Return)
+    assert screen.composer.text() == "" and screen.stop_action.isEnabled()
+    qtbot.keyClick(edit, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    reply = app.store.messages(screen.current_conversation_id())[-1]
+    assert reply.state == "interrupted" and reply.stats["generated_tokens"] < 2000
+
+
+CRASH_APP = r"""
+import sqlite3, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from app.core.chats import ChatStore
+from app.core.library import Library
+from app.core.paths import get_paths
+from app.core.settings import load_settings
+from app.gui.chat import ChatScreen
+from app.gui.workers import EngineWorker
+
+app = QApplication([])
+store = ChatStore()
+screen = ChatScreen(store, EngineWorker(), Library(), load_settings())
+for key, value in dict(threads=1, context=8192, max_tokens=8000).items():
+    screen.parameters.fields[key].setValue(value)
+screen.send("tell me a very long story")
+db = sqlite3.connect(get_paths().chats_db)
+
+def check():
+    row = db.execute("SELECT length(content) FROM message WHERE state = 'streaming'").fetchone()
+    if row and row[0]:
+        print("streaming", row[0], flush=True)
+        timer.stop()
+
+timer = QTimer(interval=50, timeout=check)
+timer.start()
+sys.exit(app.exec())
+"""
+
+
+def test_a_reply_killed_mid_way_is_there_after_a_restart_marked_interrupted(
+        qtbot, apps, home, make_model):
+    model = Library().import_file(make_model("tiny", name="long-story", context_length=8192))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_APP], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # the app says when the DB holds part of the reply
+        assert line.startswith("streaming"), proc.stderr.read() if proc.poll() is not None else line
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    app = apps()
+    conv = app.store.conversations()[0]
+    assert conv.model_id == model.id and conv.title == "tell me a very long story"
+    user, reply = app.store.messages(conv.id)
+    assert user.content == "tell me a very long story"
+    assert reply.state == "interrupted" and len(reply.content) >= int(line.split()[1])
+    bubble = app.screen.messages.bubbles[-1]
+    assert bubble.text == reply.content
+    assert "interrupted" in bubble.stats_label.text()
+
+
+def test_completion_mode_streams_into_the_text_with_a_dalai_preset(qtbot, apps, vicuna):
+    app = apps()
+    screen = app.screen
+    app.knobs(threads=1, context=2048, max_tokens=16)
+    screen.toolbar.mode_buttons["completion"].click()
+    assert screen.stack.currentWidget() is screen.completion
+    view = screen.completion
+    index = view.presets.findData("dalai-default")
+    view.presets.setCurrentIndex(index)
+    view.presets.activated.emit(index)
+    assert view.editor.textCursor().selectedText() == ">PROMPT"
+    view.go.click()  # >PROMPT is still there: refused, with the reason shown
+    assert idle(screen) and "Replace >PROMPT" in screen.error_banner.label.text()
+    qtbot.keyClicks(view.editor, "Name three colours.")
+    prompt = view.text()
+    assert "### Instruction:\nName three colours.\n\n### Response:\n" in prompt
+    qtbot.keyClick(view.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    conv = app.store.conversation(screen.current_conversation_id())
+    assert conv.mode == "completion" and conv.template_id == "dalai-default"
+    assert conv.title == "Name three colours."
+    user, reply = app.store.messages(conv.id)
+    assert user.content == prompt and reply.stats["template"] == "dalai-default"
+    assert view.text() == prompt + reply.content and reply.content
+    assert "16 tokens" in view.stats.text() or reply.stats["stop_reason"] == "stop"
+
+
+def test_a_conversation_longer_than_the_context_warns_what_will_be_dropped(qtbot, apps, vicuna):
+    store = ChatStore()
+    conv = store.create_conversation(title="long", model_id=vicuna, params={
+        "threads": 1, "context": 256, "max_tokens": 64})
+    for i in range(6):
+        store.add_message(conv.id, "user", f"question {i} " + "hello world " * 15)
+        store.add_message(conv.id, "assistant", "the answer is yes " * 6)
+    store.close()
+    app = apps()
+    screen = app.screen
+    assert screen.current_conversation_id() == conv.id
+    screen.controller._load_model()
+    banner = screen.context_banner
+    qtbot.waitUntil(lambda: banner.isVisible() and "oldest" in banner.label.text(), timeout=WAIT)
+    text = banner.label.text()
+    assert "256 tokens" in text and "will not be sent" in text
+    faded = [b for b in screen.messages.bubbles if b.graphicsEffect() is not None]
+    assert faded and faded[0] is screen.messages.bubbles[0]
+    assert screen.messages.bubbles[-1].graphicsEffect() is None
+    assert "left out" in screen.inspector.tokens.text()
+
+
+def test_new_rename_search_and_delete_conversations(qtbot, apps, vicuna, monkeypatch):
+    store = ChatStore()
+    a = store.create_conversation(title="Llamas", model_id=vicuna)
+    store.add_message(a.id, "user", "about alpacas")
+    b = store.create_conversation(title="Other", model_id=vicuna)
+    store.add_message(b.id, "user", "something else")
+    store.close()
+    app = apps()
+    screen = app.screen
+    lst = screen.conversations
+    assert lst.list.count() == 2 and screen.current_conversation_id() == b.id
+    screen.new_chat_action.trigger()
+    assert screen.current_conversation_id() is None or screen.controller.conv.id == 0
+    lst.search.setText("alpaca")
+    qtbot.waitUntil(lambda: lst.list.count() == 1, timeout=5000)
+    assert lst.list.item(0).text() == "Llamas"
+    lst.search.clear()
+    qtbot.waitUntil(lambda: lst.list.count() == 2, timeout=5000)
+    lst.renameRequested.emit(a.id, "Camelids")
+    assert app.store.conversation(a.id).title == "Camelids"
+    screen.open_conversation(a.id)
+    assert screen.messages.bubbles[0].text == "about alpacas"
+    lst.deleteRequested.emit(a.id)
+    assert [c.id for c in app.store.conversations()] == [b.id]
+    assert screen.controller.conv.id == 0  # a fresh draft after deleting the open one
+
+
+def test_worker_coalesces_tokens_and_stops_a_load(qtbot, home, tiny_model):
+    worker = EngineWorker(coalesce_ms=50)
+    try:
+        signals: list[str] = []
+        worker.tokens.connect(lambda _rid, text: signals.append(text))
+        request = ReplyRequest(str(tiny_model), LoadSettings(threads=1, n_ctx=1024),
+                               SamplingParams(max_tokens=400, seed=3), prompt="hello world")
+        with qtbot.waitSignal(worker.finished, timeout=WAIT) as done:
+            worker.generate(request)
+        stats = done.args[1]
+        assert stats.generated_tokens == 400
+        assert len(signals) < 400  # many pieces per signal: the event loop is not flooded
+        # A stop sent before the load starts cancels it.
+        with qtbot.waitSignal(worker.loadFailed, timeout=WAIT) as failed:
+            worker.unload()
+            worker.load(tiny_model, LoadSettings(threads=1, n_ctx=512))
+            worker.stop()
+        assert "cancelled" in failed.args[0]
+    finally:
+        assert worker.dispose()
+
+
+def test_segments_and_stop_string_editing():
+    segs = split_markdown("Hi\n\n```python\nprint(1)\n```\nafter\n```js\nlet x")
+    assert [(s.kind, s.lang, s.closed) for s in segs] == [
+        ("text", "", True), ("code", "python", True), ("text", "", True), ("code", "js", False)]
+    assert segs[1].text == "print(1)" and segs[3].text == "let x"
+    stops = ["\nUser:", "a\\b", "\t###"]
+    assert decode_stops(encode_stops(stops)) == stops
+
+
+def test_switching_conversation_mid_reply_stops_it_and_keeps_what_was_written(
+        qtbot, apps, vicuna):
+    store = ChatStore()
+    other = store.create_conversation(title="Other", model_id=vicuna)
+    store.add_message(other.id, "user", "an older question")
+    store.close()
+    app = apps()
+    screen = app.screen
+    screen.new_chat()
+    app.knobs(threads=1, context=2048, max_tokens=2000)
+    with qtbot.waitSignal(app.worker.tokens, timeout=WAIT):
+        screen.send("hello world")
+    busy = screen.controller.conv.id
+    screen.open_conversation(other.id)  # stops the reply; the worker still saves it
+    assert idle(screen) and screen.messages.bubbles[0].text == "an older question"
+    qtbot.waitUntil(lambda: not app.worker.busy, timeout=WAIT)
+    reply = app.store.messages(busy)[-1]
+    assert reply.state == "interrupted" and reply.content
+    screen.open_conversation(busy)
+    assert screen.messages.bubbles[-1].text == reply.content
+
+
+def test_template_choice_is_remembered_for_the_model_and_the_prompt_can_be_overridden(
+        qtbot, apps, vicuna):
+    app = apps()
+    screen = app.screen
+    app.knobs(threads=1, context=2048, max_tokens=8, temperature=0.0)
+    combo = screen.toolbar.template
+    index = combo.findData("chatml")
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+    assert Library().model_settings(vicuna).template == "chatml"
+    assert "ChatML" in screen.inspector.template_label.text()
+    # The inspector's text, edited, is what the next reply gets, once.
+    screen.side.setVisible(True)
+    screen.inspector.override.setChecked(True)
+    screen.inspector.prompt.setPlainText("Once upon a time")
+    qtbot.waitUntil(lambda: screen.controller.conv.options.get("prompt_override")
+                    == "Once upon a time", timeout=5000)
+    with qtbot.waitSignal(app.worker.promptReady, timeout=WAIT) as sent:
+        screen.send("ignored by the override")
+    assert sent.args[1].text == "Once upon a time" and sent.args[1].template_id == "raw"
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    assert not screen.inspector.override.isChecked()
+    assert "prompt_override" not in app.store.conversation(
+        screen.current_conversation_id()).options
+    with qtbot.waitSignal(app.worker.promptReady, timeout=WAIT) as sent:
+        screen.send("hello")
+    assert sent.args[1].text.endswith("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    assert "<|im_end|>" in sent.args[1].stop
+    qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+    # Knobs changed in a chat are the model's defaults for its next chats.
+    screen.new_chat()
+    assert screen.parameters.values()["max_tokens"] == 8
+    assert screen.parameters.values()["temperature"] == 0.0

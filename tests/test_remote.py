@@ -1,0 +1,255 @@
+"""Remote engines: the server registry and its keys, and chatting through Corral's remote path
+with servers Corral did not write (llama-cpp-python's own OpenAI server) and with another Corral."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail
+
+from app.core.engine import SamplingParams
+from app.core.library import Library
+from app.core.remote import (RemoteBackend, RemoteError, ServerRegistry, list_remote_models,
+                             normalize_url, open_remote, resolve)
+from app.core.server import ServeConfig, Server
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1
+
+    def __init__(self):
+        super().__init__()
+        self.data = {}
+
+    def get_password(self, service, username):
+        return self.data.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.data[(service, username)] = password
+
+    def delete_password(self, service, username):
+        del self.data[(service, username)]
+
+
+@pytest.fixture
+def no_keyring():
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
+def memory_keyring():
+    before = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(before)
+
+
+# --------------------------------------------------------------------------- the registry
+
+def test_urls_and_names():
+    assert normalize_url("gpu-box:8080") == "http://gpu-box:8080/v1"
+    assert normalize_url("https://api.example.com/") == "https://api.example.com/v1"
+    assert normalize_url("http://h/openai/v1/") == "http://h/openai/v1"
+    with pytest.raises(RemoteError):
+        normalize_url("ftp://h")
+
+
+def test_registry_without_a_keyring_keeps_keys_in_an_owner_only_file(tmp_path, no_keyring):
+    reg = ServerRegistry(tmp_path)
+    s = reg.add("http://10.0.0.5:8080", key="sk-123")
+    assert (s.name, s.url, s.key_store) == ("10.0.0.5-8080", "http://10.0.0.5:8080/v1", "file")
+    assert "sk-123" not in reg.path.read_text()
+    assert stat.S_IMODE(os.stat(reg.keys_path).st_mode) == 0o600
+    assert reg.key(reg.get("10.0.0.5-8080")) == "sk-123"
+    reg.add("http://other:1234", name="big")
+    assert [x.name for x in reg.list()] == ["10.0.0.5-8080", "big"]
+    assert reg.get("big").key_store is None and reg.key(reg.get("big")) is None
+    with pytest.raises(RemoteError, match="already exists"):
+        reg.add("http://x", name="BIG")
+    with pytest.raises(RemoteError, match="no '/'"):
+        reg.add("http://x", name="a/b")
+    reg.remove("10.0.0.5-8080")
+    assert json.loads(reg.keys_path.read_text()) == {}
+    assert resolve("big/llama-70b", reg).model == "llama-70b"
+    assert resolve("big/org/model:q4", reg).model == "org/model:q4"
+    assert resolve("nobody/model", reg) is None and resolve("tiny", reg) is None
+
+
+def test_registry_uses_the_os_keyring_when_there_is_one(tmp_path, memory_keyring):
+    reg = ServerRegistry(tmp_path)
+    s = reg.add("http://h:1", key="sk-9", name="h")
+    assert s.key_store == "keyring" and not reg.keys_path.exists()
+    assert memory_keyring.data == {("corral", "server:h"): "sk-9"}
+    assert reg.key(s) == "sk-9"
+    reg.remove("h")
+    assert memory_keyring.data == {}
+
+
+# --------------------------------------------------------------------------- llama.cpp's server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_model):
+    """`python -m llama_cpp.server` (llama-cpp-python's server extra) on loopback."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--model_alias",
+         "tiny", "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2",
+         "--n_ctx", "512", "--verbose", "false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr] + [lines.put(None)],
+                     daemon=True).start()
+    seen = []
+    while True:
+        line = lines.get(timeout=120)
+        if line is None:
+            pytest.fail("llama_cpp.server exited:\n" + "".join(seen))
+        seen.append(line)
+        if "Uvicorn running on" in line:
+            break
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def registry(tmp_path, no_keyring):
+    return ServerRegistry(tmp_path)
+
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0, repeat_penalty=1.0)
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def test_chat_with_llama_cpp_server_through_the_remote_path(llama_server, registry):
+    registry.add(llama_server, name="llama")
+    models, errors = list_remote_models(registry)
+    assert [m.id for m in models] == ["llama/tiny"] and errors == {}
+    backend, model = open_remote("llama/tiny", registry)
+    try:
+        stream = backend.chat(model, HELLO, GREEDY)
+        pieces = list(stream)
+        assert len(pieces) > 1 and stream.text == "".join(pieces)
+        assert stream.stats.generated_tokens == 24 and stream.stats.stop_reason == "length"
+        assert stream.stats.ttft_s is not None
+
+        again = backend.chat(model, HELLO, GREEDY)
+        assert "".join(again) == stream.text  # greedy: the same reply
+
+        full = stream.text
+        stop = full[len(full) // 2: len(full) // 2 + 3]
+        cut = full.find(stop)
+        assert cut > 0
+        stopped = backend.chat(model, HELLO, SamplingParams(
+            max_tokens=24, temperature=0, repeat_penalty=1.0, stop=(stop,)))
+        assert "".join(stopped) == full[:cut]
+        assert stopped.stats.stop_reason == "stop"
+    finally:
+        backend.close()
+
+
+def test_stopping_a_remote_stream(llama_server, registry):
+    registry.add(llama_server, name="llama")
+    backend, model = open_remote("llama/tiny", registry)
+    try:
+        stream = backend.complete(model, "hello", SamplingParams(max_tokens=400, temperature=0))
+        for i, _ in enumerate(stream):
+            if i == 2:
+                backend.stop()
+        assert stream.stats.stop_reason == "cancelled" and stream.stats.generated_tokens == 3
+        left = backend.complete(model, "hello", SamplingParams(max_tokens=400, temperature=0))
+        for _ in left:
+            break  # leaving the loop is a stop too (the iterator is closed at once)
+        assert left.stats.stop_reason == "cancelled"
+        after = backend.complete(model, "hello", SamplingParams(max_tokens=4, temperature=0))
+        assert len(list(after)) == 4 and after.stats.stop_reason == "length"
+    finally:
+        backend.close()
+
+
+def test_unreachable_and_unknown_models_are_remote_errors(llama_server, registry):
+    registry.add(f"http://127.0.0.1:{free_port()}", name="gone")
+    registry.add(llama_server, name="llama")
+    models, errors = list_remote_models(registry)
+    assert [m.id for m in models] == ["llama/tiny"] and "gone" in errors
+    backend, _ = open_remote("gone/x", registry)
+    with pytest.raises(RemoteError, match="gone"):
+        list(backend.chat("x", HELLO, GREEDY))
+    backend.close()
+
+
+# --------------------------------------------------------------------------- another Corral
+
+def test_another_corral_with_a_key(make_model, tmp_path, registry, monkeypatch):
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    make_model("tiny", folder=tmp_path / "models", name="tiny")
+    with Server(ServeConfig(port=0, threads=2, api_key="k"),
+                library=Library(models_dir=tmp_path / "models", data_dir=tmp_path / "data",
+                                cache_dir=tmp_path / "cache")) as srv:
+        registry.add(srv.url, name="box", key="k")
+        registry.add(srv.url, name="nokey")
+        backend, model = open_remote("box/tiny.F32", registry)
+        try:
+            stream = backend.chat(model, HELLO, GREEDY)
+            assert len(list(stream)) > 1
+            assert stream.stats.prompt_tokens > 0  # Corral sends usage while streaming
+            assert stream.stats.generated_tokens == 24
+        finally:
+            backend.close()
+        nokey = RemoteBackend.for_server(registry.get("nokey"), registry)
+        with pytest.raises(RemoteError, match="401"):
+            nokey.models()
+        nokey.close()
+
+
+# --------------------------------------------------------------------------- the command
+
+RUN_CLI = ("import sys, app.cli as cli; "
+           "cli.COMMAND_MODULES = tuple(dict.fromkeys(cli.COMMAND_MODULES + "
+           "('app.cli.serve_cmd', 'app.cli.servers_cmd'))); sys.exit(cli.main())")
+
+
+def corral(tmp_path, *args, input=None):
+    env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"),
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    return subprocess.run([sys.executable, "-c", RUN_CLI, *args], env=env, text=True,
+                          capture_output=True, input=input, timeout=120)
+
+
+def test_servers_command(llama_server, tmp_path):
+    r = corral(tmp_path, "servers", "add", llama_server, "--name", "llama", "--key", "-",
+               input="sk-abc\n")
+    assert r.returncode == 0, r.stderr
+    assert "Added llama: " + llama_server + "/v1, 1 model" in r.stdout
+    assert "owner-only" in r.stdout
+    r = corral(tmp_path, "servers", "list", "--models")
+    assert r.returncode == 0 and "llama/tiny" in r.stdout and "sk-abc" not in r.stdout
+    r = corral(tmp_path, "servers", "add", f"http://127.0.0.1:{free_port()}", "--name", "x")
+    assert r.returncode == 1 and "cannot reach" in r.stderr and "--no-check" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = corral(tmp_path, "servers", "rm", "llama")
+    assert r.returncode == 0 and "Removed llama" in r.stdout
+    r = corral(tmp_path, "servers", "rm", "llama")
+    assert r.returncode == 1 and "no server named" in r.stderr
