@@ -21,8 +21,6 @@ from typing import BinaryIO, Callable
 
 from app.core.hub import FileMetadata, HubClient
 from app.core.paths import PARTIAL_DIR
-
-READ_CHUNK = 1 << 20
 from app.core.settings import read_json, write_json_atomic
 
 FILE_BUFFER = 1 << 20   # bytes buffered before a write reaches the OS (no per-chunk fsync)
@@ -136,10 +134,10 @@ class Transfer:
                 skip = offset
             with self.open_file(self.part, "ab" if offset else "wb") as out, _Flusher(out) as flusher:
                 written_back = self._hashed
-                # Raw 1 MiB chunks: the request asks for identity encoding, so raw bytes are the
-                # file's bytes, and 16× fewer chunks than httpx's default means 16× less Python
-                # work per byte (progress callback, stop check).
-                for chunk in resp.iter_raw(READ_CHUNK):
+                # Raw chunks as they arrive: the request asks for identity encoding, so raw bytes
+                # are the file's bytes and the decoder can be skipped. No re-chunking to a fixed
+                # size: on a slow link that would hold back progress, pause and stall detection.
+                for chunk in resp.iter_raw():
                     if self.stop.is_set():
                         raise Interrupted()
                     if skip:
