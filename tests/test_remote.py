@@ -253,3 +253,19 @@ def test_servers_command(llama_server, tmp_path):
     assert r.returncode == 0 and "Removed llama" in r.stdout
     r = corral(tmp_path, "servers", "rm", "llama")
     assert r.returncode == 1 and "no server named" in r.stderr
+
+
+def test_corral_chat_takes_a_remote_model_id_like_a_local_one(llama_server, tmp_path):
+    """Issue 8, item 4: `corral chat SERVER/MODEL` streams from the registered server."""
+    r = corral(tmp_path, "servers", "add", llama_server, "--name", "llama")
+    assert r.returncode == 0, r.stderr
+    args = ("chat", "llama/tiny", "-p", "hello", "--max-tokens", "12", "--temp", "0",
+            "--repeat-penalty", "1.0")
+    first, second = corral(tmp_path, *args), corral(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() and first.stdout == second.stdout  # greedy: the same reply
+    assert "12 tokens" in first.stderr and "remote llama/tiny" in first.stderr
+    # No server by that name: it is a local path, and there is no such file.
+    r = corral(tmp_path, "chat", "nosuchserver/tiny", "-p", "hi")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "nosuchserver/tiny" in r.stderr and "does not exist" in r.stderr

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "app.cli.models_cmd",
     "app.cli.templates_cmd",
     "app.cli.prompt_cmd",
+    "app.cli.serve_cmd",
+    "app.cli.servers_cmd",
 )
 
 

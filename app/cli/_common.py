@@ -18,6 +18,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         ("app.core.gguf_info", "GGUFError"),
         ("app.core.engine", "EngineError"),
         ("app.core.templates", "TemplateError"),
+        ("app.core.remote", "RemoteError"),
+        ("app.core.library", "LibraryError"),
     ):
         try:
             mod = __import__(module, fromlist=[name])

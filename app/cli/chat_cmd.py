@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from app.cli._common import CliError
 
@@ -13,7 +14,8 @@ BACKENDS = ("auto", "cpu", "gpu")  # app.core.hardware.BACKENDS (a test checks t
 def register(sub) -> None:
     p = sub.add_parser("chat", help="stream a reply from a model",
                        description="Stream a reply from MODEL_PATH to stdout; stats go to stderr.")
-    p.add_argument("model", metavar="MODEL_PATH", help="a .gguf file")
+    p.add_argument("model", metavar="MODEL_PATH",
+                   help="a .gguf file, or SERVER/MODEL on a server added with `corral servers add`")
     p.add_argument("-p", "--prompt", help="your message (default: read from stdin)")
     p.add_argument("--template", metavar="ID",
                    help="prompt template (default: detected from the model; "
@@ -74,10 +76,44 @@ def render_prompt(info, text: str, template_id: str | None, system: str | None):
     return rendered, detection
 
 
+def stream_to_stdout(generation, stop) -> None:
+    """Print pieces as they come; Ctrl+C stops the generation and keeps what was printed."""
+    try:
+        for piece in generation:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stop()
+        for _ in generation:
+            pass
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def run_remote(args, prompt: str, remote) -> int:
+    """A model on another OpenAI-compatible server: it applies its own chat template."""
+    backend, model = remote
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": prompt}]
+    try:
+        stream = backend.chat(model, messages, sampling_from_args(args))
+        stream_to_stdout(stream, backend.stop)
+    finally:
+        backend.close()
+    stats = stream.stats
+    print(f"corral: {stats.summary()}, remote {args.model}", file=sys.stderr)
+    return 130 if stats.stop_reason == "cancelled" else 0
+
+
 def run(args) -> int:
     from app.core.engine import Engine, LoadSettings
+    from app.core.remote import open_remote
 
     prompt = read_prompt(args)
+    # SERVER/MODEL of a registered server (no network call); a file that exists is always local.
+    remote = None if Path(args.model).exists() else open_remote(args.model)
+    if remote:
+        return run_remote(args, prompt, remote)
     with Engine() as engine:
         loaded = engine.load(args.model, LoadSettings(
             backend=args.backend, gpu_layers=args.gpu_layers, threads=args.threads, n_ctx=args.ctx))
@@ -88,16 +124,7 @@ def run(args) -> int:
               file=sys.stderr)
         generation = engine.generate(rendered.text, sampling_from_args(args, tuple(rendered.stop)),
                                      add_bos=rendered.add_bos)
-        try:
-            for piece in generation:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            engine.stop()
-            for _ in generation:
-                pass
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        stream_to_stdout(generation, engine.stop)
         stats = generation.stats
         print(f"corral: {stats.summary()}, seed {stats.seed}, backend {loaded.backend}",
               file=sys.stderr)
