@@ -33,30 +33,38 @@ from app.core.engine import Engine, EngineError, LoadedModel, LoadSettings, Samp
 from app.core.templates import PromptTemplate, TemplateError, fit_to_context
 
 
-def guard_pyside_bool_refcount() -> bool:
-    """PySide6 6.12.0 on Python < 3.12: `SignalInstance.emit()` returns True without a reference
-    of its own, so every emit from Python drops one reference to True, and the interpreter
-    aborts ("bool_dealloc: deallocating True or False") once the count reaches zero — after a
-    few hundred emits. Where emit() does that, give True and False a reference count no run can
-    use up. Harmless elsewhere; drop it once PySide6 is pinned past the bug (6.11.3 is fine)."""
+def guard_pyside_refcounts() -> list[str]:
+    """PySide6 6.12.0 on Python < 3.12 hands back True and None without a reference of their
+    own: every `signal.emit()` drops one reference to True, every call of a method returning
+    nothing (setText, update, processEvents…) one to None, and the interpreter aborts
+    ("bool_dealloc" / "none_dealloc: deallocating …") once a count reaches zero — within
+    minutes of normal use. Where that happens, give True, False and None a reference count no
+    run can use up. Harmless elsewhere; remove once PySide6 is pinned past the bug (6.11.3 is
+    fine). Returns the objects it protected."""
     if sys.version_info >= (3, 12):
-        return False  # True and False are immortal there
+        return []  # True, False and None are immortal there
 
     class _Probe(QObject):
         ping = Signal()
 
     probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(4):
-        probe.ping.emit()
-    if before - sys.getrefcount(True) < 4:
-        return False
-    for obj in (True, False):
+    protected = []
+    for name, obj, call in (("True", True, probe.ping.emit),
+                            ("None", None, lambda: probe.setObjectName("probe"))):
+        before = sys.getrefcount(obj)
+        for _ in range(4):
+            call()
+        if before - sys.getrefcount(obj) >= 4:
+            protected.append(name)
+    if "True" in protected:
+        protected.append("False")
+    for name in protected:
+        obj = {"True": True, "False": False, "None": None}[name]
         ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    return True
+    return protected
 
 
-PYSIDE_BOOL_GUARD = guard_pyside_bool_refcount()
+PYSIDE_REFCOUNT_GUARD = guard_pyside_refcounts()
 
 
 @dataclass(frozen=True)

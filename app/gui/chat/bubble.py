@@ -4,7 +4,8 @@ Copy button), a muted stats line and the message's actions. Layout and painting 
 An assistant reply is split into prose and code segments (`segments.py`): prose is a read-only
 QTextBrowser sized to its text, code is a `CodeBlock`. While a reply streams, `grow()` appends
 the new text to the last segment as plain text and renders the whole reply as Markdown again at
-most every MARKDOWN_MS, so a long reply costs the event loop little.
+most every MARKDOWN_MS (less often when that render is slow), so a long reply costs the event
+loop little.
 """
 
 from __future__ import annotations
@@ -44,7 +45,24 @@ class MarkdownText(QTextBrowser):
         self.anchorClicked.connect(self._open)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._width = -1
+        self._background: QColor | None = None
         self.setFixedHeight(self.fontMetrics().lineSpacing())
+
+    def set_background(self, color: QColor) -> None:
+        """Paint this colour behind the text (the bubble's): the text is then opaque, so a
+        streaming reply repaints only itself. Painted here, not set in the palette: the app's
+        style sheet would put back an old palette when the theme changes."""
+        if color != self._background:
+            self._background = QColor(color)
+            self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+            self.viewport().update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if self._background is not None:
+            painter = QPainter(self.viewport())
+            painter.fillRect(event.rect(), self._background)
+            painter.end()
+        super().paintEvent(event)
 
     @staticmethod
     def _open(url: QUrl) -> None:
@@ -156,7 +174,7 @@ class CodeBlock(QFrame):
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.code)
         self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+        QTimer.singleShot(1500, self.copy_button, lambda: self.copy_button.setText("Copy"))
 
     def _restyle(self) -> None:
         bg = QColor(background(self._style))
@@ -193,6 +211,7 @@ class MessageBubble(QFrame):
         self._rendered: list[tuple[Segment, QWidget]] = []
         self._dropped = False
         self._last_full = 0.0
+        self._full_cost = 0.0
         lay = QVBoxLayout(self)
         lay.setContentsMargins(14, 10, 14, 8)
         lay.setSpacing(6)
@@ -228,7 +247,7 @@ class MessageBubble(QFrame):
     def _copy(self) -> None:
         self.copyRequested.emit(self.text)
         self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+        QTimer.singleShot(1500, self.copy_button, lambda: self.copy_button.setText("Copy"))
 
     def _action(self, text: str, slot) -> QToolButton:
         button = QToolButton(text=text)
@@ -254,17 +273,20 @@ class MessageBubble(QFrame):
                 widget.set_code(widget.code + added)
                 self._rendered[-1] = (Segment(seg.kind, widget.code, seg.lang, False), widget)
                 return
-            if now - self._last_full < MARKDOWN_MS / 1000:
+            # A long reply takes longer to render: then render it less often (≤ 5% of the time).
+            if now - self._last_full < max(MARKDOWN_MS / 1000, 20 * self._full_cost):
                 widget.append_plain(added)
                 self._rendered[-1] = (Segment(seg.kind, seg.text + added), widget)
                 return
         self._last_full = now
         self.render()
+        self._full_cost = time.monotonic() - now
 
     def render(self) -> None:
         if self.role != "assistant":
             if not self._rendered:
                 widget = MarkdownText(self)
+                widget.set_background(self.fill())
                 self.body.addWidget(widget)
                 self._rendered.append((Segment("text", ""), widget))
             self._rendered[0][1].set_plain(self.text)
@@ -286,6 +308,8 @@ class MessageBubble(QFrame):
                     self._rendered[i] = (seg, widget)
                 continue
             widget = CodeBlock(seg.lang, self) if seg.kind == "code" else MarkdownText(self)
+            if isinstance(widget, MarkdownText):
+                widget.set_background(self.fill())
             self._fill(widget, seg)
             self.body.addWidget(widget)
             self._rendered.append((seg, widget))
@@ -311,6 +335,7 @@ class MessageBubble(QFrame):
             if stats.get(key) is not None:
                 tip.append(f"{label}: {stats[key]}")
         self.stats_label.setToolTip("\n".join(tip))
+        self._paint_texts()
         self.update()
 
     def set_actions_enabled(self, enabled: bool) -> None:
@@ -332,7 +357,7 @@ class MessageBubble(QFrame):
             self.setToolTip("")
 
     # ------------------------------------------------------------------ painting
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def fill(self) -> QColor:
         pal = self.palette()
         base, text = pal.color(QPalette.ColorRole.Base), pal.color(QPalette.ColorRole.Text)
         if self.role == "user":
@@ -341,6 +366,23 @@ class MessageBubble(QFrame):
             fill = blend(base, text, 0.035)
         if self.state == "error":
             fill = blend(fill, QColor("#d1242f"), 0.12)
+        return fill
+
+    def _paint_texts(self) -> None:
+        """The texts paint their own background in the bubble's colour: a streaming reply then
+        repaints only its text, not the whole bubble behind it."""
+        fill = self.fill()
+        for _seg, widget in self._rendered:
+            if isinstance(widget, MarkdownText):
+                widget.set_background(fill)
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() == event.Type.PaletteChange:
+            self._paint_texts()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        fill, text = self.fill(), self.palette().color(QPalette.ColorRole.Text)
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(blend(fill, text, 0.10))

@@ -7,19 +7,22 @@ reply is what a restart shows. A new conversation is a draft (id 0) until its fi
 
 from __future__ import annotations
 
+import gc
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog
 
 from app.core.chats import DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message
-from app.core.library import Library, LocalModel
+from app.core.library import Library, LibraryError, LocalModel
 from app.core.memory_plan import format_bytes
 from app.core.settings import Settings, SettingsError
 from app.core.templates import TemplateError, TemplateRegistry
 from app.gui.chat import highlight, resolve
+from app.gui.chat.bubble import MessageBubble
 from app.gui.chat.context import ContextMixin
 from app.gui.chat.resolve import ModelInfos, TemplateChoice
 from app.gui.chat.turns import Active, TurnsMixin
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 class ChatController(TurnsMixin, ContextMixin, QObject):
     """The screen's behaviour; turns.py (sending, replies, the worker's signals) and context.py
     (prompt preview, context warning) hold the rest of its methods."""
+
+    settingsFailed = Signal(str)  # from the settings thread
 
     def __init__(self, screen: "ChatScreen", store: ChatStore, worker: EngineWorker,
                  library: Library, settings: Settings, registry: TemplateRegistry) -> None:
@@ -52,8 +57,12 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         self._params_timer = QTimer(self, singleShot=True, interval=400)
         self._params_timer.timeout.connect(self._save_params)
         self._pending_params: dict | None = None
+        self._settings_thread = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="corral-model-settings")
+        self._last_save: Future | None = None
+        self.settingsFailed.connect(self._error)
         self._connect()
-        QTimer.singleShot(1500, highlight.prewarm)  # after start-up, off the GUI thread
+        QTimer.singleShot(1500, self, self._warm_up)  # not if the screen is gone by then
         self.refresh_models()
         recent = store.conversations(limit=1)
         if recent:
@@ -61,6 +70,18 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         else:
             self.new_chat()
         self.refresh_list()
+
+    def _warm_up(self) -> None:
+        """Once idle after start-up, pay the first-use costs now rather than in the first reply:
+        Pygments is imported in a thread, a throw-away bubble makes PySide create its lazily
+        made enums; then gc.freeze() keeps the start-up heap out of the garbage collector's full
+        passes (each took ~20-40 ms on the GUI thread, a visible pause mid-reply)."""
+        highlight.prewarm()
+        bubble = MessageBubble(0, "assistant", "")
+        bubble.set_text("**warm** `up`\n\n- a")
+        bubble.set_state("complete", {"generated_tokens": 1})
+        bubble.deleteLater()
+        gc.freeze()
 
     def _connect(self) -> None:
         s, w = self.s, self.worker
@@ -250,6 +271,8 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         return str(m.stats.get("model") or (self.conv.model_id if self.conv else "") or "Assistant")
 
     def _show_params(self, model: LocalModel | None) -> None:
+        if self._last_save is not None:
+            self._last_save.result(timeout=10)  # a remembered change is read back, not lost
         settings = self.library.settings.get(model.id) if model else None
         n_train = model.header.context_length if model and model.header else None
         defaults = resolve.default_params(self.settings, settings, n_train)
@@ -342,7 +365,7 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         if model is not None and template_id and self.registry_kind(template_id) == "chat":
             try:
                 self.library.update_model_settings(model.id, template=template_id)
-            except SettingsError as exc:
+            except (SettingsError, LibraryError) as exc:
                 self._error(str(exc))
         self._choices.clear()  # the model's automatic choice may have changed too
         self._show_templates(model)
@@ -377,7 +400,7 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
             self.worker.load(model.path, self._load_settings(model))
 
     def _load_settings(self, model: LocalModel):
-        params = {**self.s.parameters.values(), **(self.conv.params if self.conv else {})}
+        params = self.s.parameters.values()  # the knobs show the conversation's values
         return resolve.load_settings_for(self.settings, self.library.settings.get(model.id),
                                          params)
 
@@ -394,12 +417,21 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         if model is not None:
             n_train = model.header.context_length if model.header else None
             base = resolve.default_params(self.settings, None, n_train)
-            try:
-                self.library.update_model_settings(model.id,
-                                                   **resolve.remembered_changes(values, base))
-            except SettingsError as exc:
-                self._error(str(exc))
+            self._remember(model.id, **resolve.remembered_changes(values, base))
         self._check_timer.start()
+
+    def _remember(self, model_id: str, **changes) -> None:
+        """Save per-model defaults (Library.update_model_settings) in the settings thread: the
+        file is written with fsync, which must not pause the event loop mid-reply."""
+        def save() -> None:
+            try:
+                self.library.update_model_settings(model_id, **changes)
+            except (SettingsError, OSError, LibraryError) as exc:
+                self.settingsFailed.emit(f"Could not remember the settings of {model_id}: {exc}")
+        try:
+            self._last_save = self._settings_thread.submit(save)
+        except RuntimeError:  # shut down already (the screen is closing): write it now
+            save()
 
     def _system_changed(self, text: str | None) -> None:
         if self.conv is not None:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScroll
 from app.gui.chat.bubble import MessageBubble
 from app.gui.chat.style import muted
 
-RENDER_MS = 50       # a streaming reply is shown at most this often
+RENDER_MS = 66       # a streaming reply is shown at most this often
 COLUMN_WIDTH = 860
 SHOWN_AT_FIRST = 60  # older messages wait behind "Show earlier messages"
 
@@ -238,5 +238,5 @@ class MessageView(QScrollArea):
 
     def scroll_to_bottom(self) -> None:
         self._stick = True
-        QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(
+        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(
             self.verticalScrollBar().maximum()))

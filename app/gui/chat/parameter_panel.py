@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from app.gui.chat.style import muted
@@ -61,13 +61,13 @@ class ParameterPanel(QWidget):
         self.note = muted(QLabel())
         self.note.setWordWrap(True)
         lay.addWidget(self.note)
-        form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(6)
+        grid = QGridLayout()  # name | value | its default
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+        grid.setColumnStretch(1, 1)
         self.fields: dict[str, QSpinBox | QDoubleSpinBox] = {}
         self.default_labels: dict[str, QLabel] = {}
-        for knob in KNOBS:
+        for row, knob in enumerate(KNOBS):
             box: QSpinBox | QDoubleSpinBox
             if knob.decimals:
                 box = QDoubleSpinBox(decimals=knob.decimals, singleStep=knob.step)
@@ -79,18 +79,17 @@ class ParameterPanel(QWidget):
                 box.setSpecialValueText("random")
             box.setKeyboardTracking(False)
             box.setToolTip(knob.tip)
-            box.setMinimumWidth(112)
+            box.setMinimumWidth(96)
             box.valueChanged.connect(self._emit)
-            row = QHBoxLayout()
-            row.addWidget(box)
-            dlabel = muted(QLabel())
-            row.addWidget(dlabel, 1)
             label = QLabel(knob.label)
             label.setToolTip(knob.tip)
-            form.addRow(label, row)
+            dlabel = muted(QLabel())
+            grid.addWidget(label, row, 0, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(box, row, 1)
+            grid.addWidget(dlabel, row, 2)
             self.fields[knob.key] = box
             self.default_labels[knob.key] = dlabel
-        lay.addLayout(form)
+        lay.addLayout(grid)
         buttons = QHBoxLayout()
         self.reset = QPushButton("Reset to defaults")
         self.reset.clicked.connect(self.reset_to_defaults)

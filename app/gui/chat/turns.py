@@ -143,6 +143,7 @@ class TurnsMixin:
 
     def shutdown(self) -> None:
         self._flush_params()
+        self._settings_thread.shutdown(wait=True)  # the model settings are on disk
         if self.active is not None or self.loading is not None:
             self.worker.stop()
 
