@@ -76,10 +76,12 @@ def app_env(home: Path) -> dict[str, str]:
                 QT_QPA_PLATFORM="offscreen")
 
 
-def check_version(env, version: str) -> None:
+def check_version(env, version: str, flavour: str | None = None) -> None:
+    """The installed app names its version and, being an installer build, its flavour."""
     out = run([CORRAL, "--version"], env=env).stdout.strip()
-    if out != f"corral {version}":
-        raise CheckFailed(f"corral --version printed {out!r}, expected 'corral {version}'")
+    expected = f"corral {version} ({flavour or 'cpu'} build)"
+    if out != expected:
+        raise CheckFailed(f"corral --version printed {out!r}, expected {expected!r}")
     print(f"  {out}")
 
 
@@ -214,7 +216,7 @@ def main(argv: list[str]) -> int:
             print(f"  build flavour {stamp['flavour']}, llama-cpp-python {stamp.get('llama_cpp_python')}")
             env = app_env(tmp)
             step("corral --version")
-            check_version(env, version)
+            check_version(env, version, stamp["flavour"])
             step("corral chat on a generated model")
             check_chat(env, python, tmp)
             step("the window, offscreen, 3 s")
