@@ -9,7 +9,8 @@ TinyLlama-1.1B-shaped model, then:
   (target: max stall < 50 ms, goal 16 ms; p99 printed too);
 - speed: decode tokens/s as the window sees them (first to last `tokens` signal) ÷ the engine
   alone (the worker's own Engine driven from this thread with the event loop idle, first to last
-  piece), same model, prompt, greedy sampling and threads (target ≥ 0.97). Each round runs the
+  piece), same model, prompt text (the window's template and system prompt included), greedy
+  sampling and threads (target ≥ 0.97). Each round runs the
   engine alone, the window with the meter (for the stalls) and the window without it (the
   meter's own ticks cost ~2% of a core), in a rotating order; medians are compared, because
   the machine is noisy.
@@ -96,11 +97,12 @@ def wait_for(signal, timeout_s: float) -> tuple:
     return got[0]
 
 
-def engine_alone(worker: EngineWorker, tokens: int, notes: list) -> float:
-    """The worker's Engine driven from this thread while the event loop sleeps."""
+def engine_alone(worker: EngineWorker, tokens: int, notes: list, plan) -> float:
+    """The worker's Engine driven from this thread while the event loop sleeps, on the very
+    prompt text (template, system prompt, stop strings) the window's last turn sent."""
     engine = worker._backend.engine
-    gen = engine.generate(PROMPT, SamplingParams(max_tokens=tokens, temperature=0.0, seed=1),
-                          add_bos=True)
+    gen = engine.generate(plan.text, SamplingParams(max_tokens=tokens, temperature=0.0, seed=1,
+                                                    stop=tuple(plan.stop)), add_bos=plan.add_bos)
     first = last = None
     for _piece in gen:
         last = time.perf_counter()
@@ -110,13 +112,15 @@ def engine_alone(worker: EngineWorker, tokens: int, notes: list) -> float:
 
 
 def window_run(app, screen: ChatScreen, worker: EngineWorker, meter: StallMeter | None,
-               tokens: int) -> tuple[float, list[float], float, float]:
+               tokens: int, plans: list) -> tuple[float, list[float], float, float]:
     """A new chat, one message, `tokens` greedy tokens streamed into its bubble: tok/s as the
     window sees them, the event loop's lateness (if metered), CPU seconds of this process, and
-    tok/s as the runner measured them."""
+    tok/s as the runner measured them. The prompt the turn sent is appended to `plans`."""
     times: list[float] = []
     on_tokens = lambda _rid, _text: times.append(time.perf_counter())  # noqa: E731
+    on_prompt = lambda _rid, plan: plans.append(plan)  # noqa: E731
     worker.tokens.connect(on_tokens)
+    worker.promptReady.connect(on_prompt)
     screen.new_chat()
     for key, value in dict(max_tokens=tokens, temperature=0.0, seed=1).items():
         screen.parameters.fields[key].setValue(value)
@@ -129,6 +133,7 @@ def window_run(app, screen: ChatScreen, worker: EngineWorker, meter: StallMeter 
     late = meter.stop() if meter is not None else []
     cpu = time.process_time() - cpu0
     worker.tokens.disconnect(on_tokens)
+    worker.promptReady.disconnect(on_prompt)
     return (stats.generated_tokens - 1) / (times[-1] - times[0]), late, cpu, stats.decode_tps
 
 
@@ -188,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{loaded.backend}), event loop max stall {load_max:.1f} ms, p99 {load_p99:.1f} ms "
           f"({len(load_late)} ticks)")
 
-    # --- warm-up: the prompt is in the KV cache for both sides --------------------------
+    # --- warm-up: a short turn through the window gives the prompt both sides use --------
     notes: list = []
-    engine_alone(worker, 8, notes)
+    plans: list = []
+    window_run(app, screen, worker, None, 8, plans)
+    engine_alone(worker, 8, notes, plans[-1])
 
     # Each round: the engine alone, the window with the 5 ms meter running (for the stalls),
     # the window without it (the meter's own ticks cost the event loop ~2% of a core), in a
@@ -204,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         for side in sides[r % 3:] + sides[:r % 3]:
             if side == "engine":
                 cpu0 = time.process_time()
-                tps[side].append(engine_alone(worker, args.tokens, notes))
+                tps[side].append(engine_alone(worker, args.tokens, notes, plans[-1]))
                 cpu[side].append(time.process_time() - cpu0)
             else:
                 speed, late, used, runner[side] = window_run(
-                    app, screen, worker, meter if side == "metered" else None, args.tokens)
+                    app, screen, worker, meter if side == "metered" else None, args.tokens, plans)
                 tps[side].append(speed)
                 cpu[side].append(used)
                 if side == "metered":
