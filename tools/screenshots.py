@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             demo.show_demo(chat, "chat")
             chat.controller.choose_model(tinyllama.stem)
             wait(lambda: window.status.model.text() == f"Model: {tinyllama.stem}", 120, "the model to load")
-            chat.splitter.setSizes([250, width - 92 - 250 - 330, 330])
+            chat.splitter.setSizes([220, width - 92 - 220 - 320, 320])
             settle(0.8)
             save(window, args.out, "chat.png")
             theme.ensure("dark")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit,
+                               QPushButton, QVBoxLayout, QWidget)
+from superqt import QElidingLabel
 
 from app.gui.chat.message_view import COLUMN_WIDTH
-from app.gui.chat.style import muted, stats_line
+from app.gui.chat.style import elastic_combo, muted, stats_line
 
 PLACEHOLDER = ">PROMPT"
 
@@ -44,15 +45,13 @@ class CompletionView(QWidget):
         lay.setSpacing(8)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Prompt preset:"))
-        self.presets = QComboBox()
-        self.presets.setMinimumContentsLength(16)
-        self.presets.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.presets = elastic_combo(16, 320)
         self.presets.activated.connect(self._preset)
-        bar.addWidget(self.presets)
-        self.hint = muted(QLabel("Ctrl+Enter continues the text · Esc stops"))
+        bar.addWidget(self.presets, 2)
+        # Elided ("Ctrl+Enter continues…") rather than clipped when the column is narrow.
+        self.hint = muted(QElidingLabel("Ctrl+Enter continues the text · Esc stops"))
         self.hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.hint.setToolTip(self.hint.text())
         bar.addWidget(self.hint, 1)
         self.go = QPushButton("Go")
         self.go.setMinimumWidth(84)

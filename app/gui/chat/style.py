@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy
 
 
 def blend(a: QColor, b: QColor, t: float) -> QColor:
@@ -17,6 +17,17 @@ def blend(a: QColor, b: QColor, t: float) -> QColor:
 def muted(label: QLabel) -> QLabel:
     label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     return label
+
+
+def elastic_combo(min_chars: int, max_width: int) -> QComboBox:
+    """A combo box at least `min_chars` wide that grows with the window up to `max_width` px, so
+    long model and template names are shown whole when there is room (add it with a stretch)."""
+    combo = QComboBox()
+    combo.setMinimumContentsLength(min_chars)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    combo.setMaximumWidth(max_width)
+    return combo
 
 
 def stats_line(stats: dict[str, Any], state: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QButtonGroup, QFrame, QHBoxLayout, QLabel,
                                QProgressBar, QSizePolicy, QToolButton, QWidget)
 
-from app.gui.chat.style import blend, muted
+from app.gui.chat.style import blend, elastic_combo, muted
 
 AUTO = "__auto__"
 
@@ -26,19 +26,14 @@ class ChatToolbar(QFrame):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(12, 8, 12, 8)
         lay.setSpacing(8)
-        self.model = QComboBox()
-        self.model.setMinimumContentsLength(18)
-        self.model.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model.setToolTip("The model this conversation talks to")
+        self.model = elastic_combo(12, 440)
+        # The combo may be too narrow for a long file name: the tooltip always has it whole.
+        self.model.currentTextChanged.connect(self._model_tip)
         self.model.activated.connect(lambda i: self.modelChosen.emit(self.model.itemData(i) or ""))
-        lay.addWidget(self.model)
-        self.template = QComboBox()
-        self.template.setMinimumContentsLength(14)
-        self.template.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        lay.addWidget(self.model, 3)
+        self.template = elastic_combo(10, 300)
         self.template.activated.connect(self._template)
-        lay.addWidget(self.template)
+        lay.addWidget(self.template, 2)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setMaximumWidth(140)
@@ -52,7 +47,7 @@ class ChatToolbar(QFrame):
         for w in (self.progress_label, self.progress, self.cancel):
             w.hide()
             lay.addWidget(w)
-        lay.addStretch(1)
+        lay.addStretch(0)  # the combos (stretch 3 and 2) take the room first, up to their maximum
         self.modes = QButtonGroup(self)
         self.mode_buttons: dict[str, QToolButton] = {}
         for mode, text, tip in (("chat", "Chat", "Bubbles: each message rendered by the template"),
@@ -93,6 +88,10 @@ class ChatToolbar(QFrame):
             self.model.insertItem(0, "Choose a model…", "")
             self.model.setCurrentIndex(0)
         self.model.blockSignals(False)
+        self._model_tip()
+
+    def _model_tip(self) -> None:
+        self.model.setToolTip(f"{self.model.currentText()}\nThe model this conversation talks to")
 
     def set_templates(self, auto_label: str, auto_tip: str, chat: list[tuple[str, str]],
                       presets: list[tuple[str, str]], current: str | None) -> None:
@@ -109,7 +108,8 @@ class ChatToolbar(QFrame):
                 self.template.addItem(name, tid)
         index = self.template.findData(current) if current else 0
         self.template.setCurrentIndex(max(0, index))
-        self.template.setToolTip(auto_tip if index <= 0 else "Chosen for this conversation")
+        self.template.setToolTip(f"{self.template.currentText()}\n"
+                                 + (auto_tip if index <= 0 else "Chosen for this conversation"))
         self.template.blockSignals(False)
 
     def _template(self, index: int) -> None:
