@@ -443,6 +443,62 @@ def test_two_repos_cannot_download_the_same_file_name_at_once(hub, make_manager,
         manager.enqueue("someone-else/Tiny-GGUF", FILE)
 
 
+def test_two_processes_share_the_queue_and_never_write_the_same_partial(hub, make_manager, tmp_path,
+                                                                          payload):
+    """The window and `corral models pull` at once: a child process downloads FILE slowly while a
+    manager here, on the same queue and models folder, adds and finishes another file. Each keeps
+    the other's jobs in the queue file; FILE is never written by both (this one waits, paused)."""
+    hub.add_file(REPO, "second.gguf", payload[:MiB])
+    hub.set_faults(REPO, FILE, throttle=2 * MiB)
+    queue_file = tmp_path / "downloads" / "queue.json"
+    script = textwrap.dedent(f"""
+        from app.core.downloads import DownloadManager
+        from app.core.hub import HubClient
+        def on_event(e):
+            if e.kind == "progress":
+                print(e.job.bytes_done, flush=True)
+        m = DownloadManager({str(tmp_path / "models")!r}, {str(queue_file)!r},
+                            HubClient(endpoint={hub.url!r}, token="x"), on_event=on_event,
+                            progress_interval=0.05)
+        job = m.enqueue({REPO!r}, {FILE!r})
+        m.start()
+        print("end", m.wait(job.id, timeout=60).state, flush=True)
+    """)
+    env = {**os.environ, "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert int(child.stdout.readline()) > 0  # the child is writing the partial
+
+        here, _ = make_manager()
+        [theirs] = here.jobs()  # the child's job, read from the shared queue file
+        mine = here.enqueue(REPO, "second.gguf")
+        here.start()
+        assert here.wait(mine.id, timeout=30).state == DONE
+        paused = here.wait(theirs.id, timeout=30)
+        assert paused.state == PAUSED and "Another Corral process" in paused.message
+        saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
+        assert saved[mine.id] == DONE and theirs.id in saved
+
+        last = [line for line in child.stdout if line.startswith("end")]
+        assert last == [f"end {DONE}\n"] and child.wait(10) == 0
+        # The child's last write kept the job this process added meanwhile.
+        saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
+        assert saved == {theirs.id: DONE, mine.id: DONE}
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert (tmp_path / "models" / FILE).read_bytes() == payload
+    assert len(gets(hub, FILE)) == 1  # one process fetched it, once
+
+    # Resumed here, the job sees the file the other process finished and does not fetch it again.
+    here.resume(theirs.id)
+    assert here.wait(theirs.id, {DONE, FAILED}, timeout=30).state == DONE
+    assert len(gets(hub, FILE)) == 1
+    saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
+    assert saved == {theirs.id: DONE, mine.id: DONE}
+
+
 # -- corral models pull ----------------------------------------------------------------------------
 
 def corral(hub, home: Path, *argv: str) -> subprocess.Popen:

@@ -23,6 +23,8 @@ No Qt here.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -32,6 +34,8 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
+
+from filelock import FileLock, Timeout
 
 from app.core.download_job import (PARTIAL_DIR, Interrupted, OpenFile, Transfer, TransferFailed,
                                    default_open, disk_full)
@@ -47,6 +51,7 @@ STATES = (QUEUED, DOWNLOADING, PAUSED, VERIFYING, DONE, FAILED, CANCELLED)
 ACTIVE = frozenset({DOWNLOADING, VERIFYING})
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
 STATE_VERSION = 1
+QUEUE_LOCK_TIMEOUT = 10.0  # s; the queue file is only ever locked for one read-merge-write
 
 
 class DownloadError(Exception):
@@ -129,15 +134,20 @@ class DownloadManager:
         self._workers: dict[str, _Worker] = {}
         self._running = False
         self._only: set[str] | None = None
+        # The window and `corral models pull` may run at once on the same queue file: each
+        # manager writes back only the jobs it changed (see _save), under this lock.
+        self._queue_lock = FileLock(f"{self.state_file}.lock", timeout=QUEUE_LOCK_TIMEOUT)
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
         self._load()
 
     # -- persistence --------------------------------------------------------------------------------
     def _load(self) -> None:
-        data = read_json(self.state_file, default=None)
-        if data is None:
-            return
         known = {f.name for f in fields(Job)}
-        for raw in data.get("jobs", []) if isinstance(data, dict) else []:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._queue_lock:
+            saved = list(self._jobs_on_disk().values())
+        for raw in saved:
             job = Job(**{k: v for k, v in raw.items() if k in known})
             if job.state in ACTIVE:  # the last process died mid-download: continue it
                 job.state, job.message = QUEUED, ""
@@ -145,10 +155,26 @@ class DownloadManager:
                 job.bytes_done = self._transfer(job).size_on_disk()
             self._jobs[job.id] = job
 
+    def _jobs_on_disk(self) -> dict[str, dict]:
+        """The queue file's jobs by id (the caller holds the queue lock)."""
+        data = read_json(self.state_file, default=None)
+        jobs = data.get("jobs", []) if isinstance(data, dict) else []
+        return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
+
     def _save(self) -> None:
+        """Write the jobs this manager added, changed or removed over the queue file as it is now,
+        so a job another process added or moved on meanwhile is kept as that process left it."""
         with self._lock:
-            data = {"version": STATE_VERSION, "jobs": [asdict(j) for j in self._jobs.values()]}
-            write_json_atomic(self.state_file, data)
+            with self._queue_lock:
+                merged = self._jobs_on_disk()
+                for job_id in self._removed:
+                    merged.pop(job_id, None)
+                for job_id in self._dirty:
+                    if job_id in self._jobs:
+                        merged[job_id] = asdict(self._jobs[job_id])
+                write_json_atomic(self.state_file, {"version": STATE_VERSION, "jobs": list(merged.values())})
+            self._dirty.clear()
+            self._removed.clear()
 
     # -- queries ----------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -241,6 +267,7 @@ class DownloadManager:
             if job.state not in FINISHED:
                 raise DownloadError(f"{job.name} is {job.state}: cancel it first")
             del self._jobs[job_id]
+            self._removed.add(job_id)
             self._save()
         if job.state == FAILED:
             self._transfer(job).remove()
@@ -292,6 +319,7 @@ class DownloadManager:
             job.state, job.message = state, message
             for k, v in changes.items():
                 setattr(job, k, v)
+            self._dirty.add(job_id)
             self._save()
             self._changed.notify_all()
             return replace(job)
@@ -302,6 +330,14 @@ class DownloadManager:
         return Transfer(self.models_dir, job.filename, stop=worker.stop, open_file=self.open_file,
                         on_bytes=lambda done: self._progress(worker, done),
                         on_note=lambda text: self._set(job.id, DOWNLOADING, text))
+
+    def _partial_lock_path(self, transfer: Transfer) -> str:
+        """Where the lock that says which process writes `transfer`'s partial file lives: beside
+        the queue (the models folder stays clean), named after the partial's full path."""
+        key = hashlib.sha1(str(transfer.part.resolve()).encode()).hexdigest()[:16]
+        folder = self.state_file.parent / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / f"{transfer.part.name}-{key}.lock")
 
     def _emit(self, event: DownloadEvent) -> None:
         if self.on_event is None:
@@ -314,10 +350,27 @@ class DownloadManager:
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self, worker: _Worker) -> None:
         job_id = worker.job_id
-        transfer = self._transfer(self.get(job_id), worker)
+        job = self.get(job_id)
+        transfer = self._transfer(job, worker)
+        # Only one process writes a partial file: a second Corral (the window and a `corral
+        # models pull`) asking for the same file waits, paused, instead of interleaving bytes.
+        owner = FileLock(self._partial_lock_path(transfer), blocking=False)
         try:
-            self._set(job_id, DOWNLOADING, "")
-            final = self._attempts(worker, transfer)
+            owner.acquire()
+        except Timeout:
+            owner = None
+        final: tuple = (QUEUED, "")
+        try:
+            if owner is None:
+                final = (PAUSED, f"Another Corral process (the window or `corral models pull`) is "
+                                 f"downloading {job.name} right now; resume it here once it is done.")
+            elif (self.models_dir / job.name).exists() and job.size is not None and \
+                    (self.models_dir / job.name).stat().st_size == job.size:
+                final = (DONE, "finished by another Corral process",
+                         {"path": str(self.models_dir / job.name)})
+            else:
+                self._set(job_id, DOWNLOADING, "")
+                final = self._attempts(worker, transfer)
         except Interrupted:
             final = {"pause": (PAUSED, "paused"), "cancel": (CANCELLED, "cancelled")}.get(
                 worker.reason, (QUEUED, ""))
@@ -326,8 +379,15 @@ class DownloadManager:
         except Exception as exc:  # a bug: report it on the job rather than losing the thread
             log.exception("download %s crashed", job_id)
             final = (FAILED, f"Download failed: {exc}")
+        finally:
+            if owner is not None:
+                if final[0] in (DONE, CANCELLED):  # no partial left to guard
+                    with contextlib.suppress(OSError):  # (Windows: removed on release anyway)
+                        os.unlink(owner.lock_file)
+                owner.release()
         state, message, *extra = final
-        done = transfer.bytes_done if state == DONE else transfer.size_on_disk()
+        # (a file another process finished was never transferred here: its size is the job's)
+        done = (transfer.bytes_done or job.size or 0) if state == DONE else transfer.size_on_disk()
         with self._lock:
             del self._workers[job_id]
             snapshot = self._update(job_id, state, message, bytes_done=done, **(extra[0] if extra else {}))
