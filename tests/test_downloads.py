@@ -506,7 +506,14 @@ def corral(hub, home: Path, *argv: str) -> subprocess.Popen:
            "PYTHONPATH": str(ROOT)}
     env.pop("HF_TOKEN", None)
     return subprocess.Popen([*corral_command(), *argv], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_on)
+
+
+def _ctrl_c_on() -> None:
+    """In the child, before Python starts: Ctrl+C is on even when this test run was started in the
+    background (a shell starts background jobs with SIGINT ignored, the child inherits that, and
+    Python then installs no KeyboardInterrupt handler: the test would wait for nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_pull_ctrl_c_pauses_and_pulling_again_resumes(hub, tmp_path, payload):
