@@ -126,6 +126,13 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
         self.models = [m for m in self.library.scan() if m.ok]
         self.infos.clear()
         self._choices.clear()
+        if self.models and self.conv is not None and self.conv.id == 0 and not self.conv.model_id:
+            # The new chat opened while the library was empty talks to the first model added,
+            # as if it had been there: the first import or download leads straight to chatting.
+            model = self.models[0]
+            self._update_conv(model_id=model.id, model_path=str(model.path))
+            self._show()
+            return
         self._show_models()
 
     def _show_models(self) -> None:
