@@ -6,6 +6,7 @@ manager.wait() / hub.wait_for_bytes() / events, each with a timeout — never a 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -198,41 +199,65 @@ def test_cancel_removes_the_partial(hub, make_manager, tmp_path):
     assert not (tmp_path / "models" / FILE).exists()
 
 
-def test_new_process_resumes_what_a_killed_one_left(hub, tmp_path, payload):
-    """The first manager runs in a subprocess that is SIGKILLed mid-download."""
-    hub.set_faults(REPO, FILE, throttle=2 * MiB)
+def pulling_child(hub, tmp_path, queue_file: Path) -> subprocess.Popen:
+    """Another Corral process (as `corral models pull` would be) downloading FILE into the same
+    models folder and queue; it prints bytes done as it goes and `end STATE` when finished."""
     script = textwrap.dedent(f"""
-        import sys, threading
         from app.core.downloads import DownloadManager
         from app.core.hub import HubClient
         def on_event(e):
             if e.kind == "progress":
                 print(e.job.bytes_done, flush=True)
-        m = DownloadManager({str(tmp_path / "models")!r}, {str(tmp_path / "queue.json")!r},
+        m = DownloadManager({str(tmp_path / "models")!r}, {str(queue_file)!r},
                             HubClient(endpoint={hub.url!r}, token="x"), on_event=on_event,
                             progress_interval=0.05)
-        m.enqueue({REPO!r}, {FILE!r})
+        job = m.enqueue({REPO!r}, {FILE!r})
         m.start()
-        threading.Event().wait()
+        print("end", m.wait(job.id, timeout=60).state, flush=True)
     """)
     env = {**os.environ, "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        reached = threading.Event()
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
 
-        def watch():
-            for line in child.stdout:
-                if int(line) >= 2 * MiB:  # > the 1 MiB write buffer: some bytes are on disk
-                    reached.set()
-                    return
-        threading.Thread(target=watch, daemon=True).start()
-        assert reached.wait(30), "the child never got half way"
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
+
+@contextlib.contextmanager
+def running(child: subprocess.Popen):
+    """The child process, killed on the way out if the test left it running."""
+    try:
+        yield child
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def sigkill(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(10) == -signal.SIGKILL
+
+
+def wait_for_progress(child: subprocess.Popen, at_least: int, timeout: float = 30) -> None:
+    """Until the child has reported `at_least` bytes done (its other lines are skipped)."""
+    reached = threading.Event()
+
+    def watch():
+        for line in child.stdout:
+            if line.strip().isdigit() and int(line) >= at_least:
+                reached.set()
+                return
+    threading.Thread(target=watch, daemon=True).start()
+    assert reached.wait(timeout), f"the child never reported {at_least:,} bytes"
+
+
+def saved_states(queue_file: Path) -> dict[str, str]:
+    return {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
+
+
+def test_new_process_resumes_what_a_killed_one_left(hub, tmp_path, payload):
+    """The first manager runs in a subprocess that is SIGKILLed mid-download."""
+    hub.set_faults(REPO, FILE, throttle=2 * MiB)
+    with running(pulling_child(hub, tmp_path, tmp_path / "queue.json")) as child:
+        wait_for_progress(child, 2 * MiB)  # > the 1 MiB write buffer: some bytes are on disk
+        sigkill(child)
 
     saved = json.loads((tmp_path / "queue.json").read_text())
     assert saved["jobs"][0]["state"] == DOWNLOADING
@@ -447,56 +472,59 @@ def test_two_processes_share_the_queue_and_never_write_the_same_partial(hub, mak
                                                                           payload):
     """The window and `corral models pull` at once: a child process downloads FILE slowly while a
     manager here, on the same queue and models folder, adds and finishes another file. Each keeps
-    the other's jobs in the queue file; FILE is never written by both (this one waits, paused)."""
+    the other's jobs in the queue file, FILE is fetched once, and refresh() shows here what the
+    other process did."""
     hub.add_file(REPO, "second.gguf", payload[:MiB])
     hub.set_faults(REPO, FILE, throttle=2 * MiB)
     queue_file = tmp_path / "downloads" / "queue.json"
-    script = textwrap.dedent(f"""
-        from app.core.downloads import DownloadManager
-        from app.core.hub import HubClient
-        def on_event(e):
-            if e.kind == "progress":
-                print(e.job.bytes_done, flush=True)
-        m = DownloadManager({str(tmp_path / "models")!r}, {str(queue_file)!r},
-                            HubClient(endpoint={hub.url!r}, token="x"), on_event=on_event,
-                            progress_interval=0.05)
-        job = m.enqueue({REPO!r}, {FILE!r})
-        m.start()
-        print("end", m.wait(job.id, timeout=60).state, flush=True)
-    """)
-    env = {**os.environ, "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    try:
+    with running(pulling_child(hub, tmp_path, queue_file)) as child:
         assert int(child.stdout.readline()) > 0  # the child is writing the partial
 
         here, _ = make_manager()
         [theirs] = here.jobs()  # the child's job, read from the shared queue file
+        assert theirs.state == DOWNLOADING and "another Corral process" in theirs.message
         mine = here.enqueue(REPO, "second.gguf")
         here.start()
         assert here.wait(mine.id, timeout=30).state == DONE
-        paused = here.wait(theirs.id, timeout=30)
-        assert paused.state == PAUSED and "Another Corral process" in paused.message
-        saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
-        assert saved[mine.id] == DONE and theirs.id in saved
+        assert here.get(theirs.id).state == DOWNLOADING  # left to the child, not started here
+        assert saved_states(queue_file)[mine.id] == DONE
 
         last = [line for line in child.stdout if line.startswith("end")]
         assert last == [f"end {DONE}\n"] and child.wait(10) == 0
         # The child's last write kept the job this process added meanwhile.
-        saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
-        assert saved == {theirs.id: DONE, mine.id: DONE}
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        assert saved_states(queue_file) == {theirs.id: DONE, mine.id: DONE}
     assert (tmp_path / "models" / FILE).read_bytes() == payload
     assert len(gets(hub, FILE)) == 1  # one process fetched it, once
 
-    # Resumed here, the job sees the file the other process finished and does not fetch it again.
-    here.resume(theirs.id)
+    changed, gone = here.refresh()
+    assert [(j.id, j.state) for j in changed] == [(theirs.id, DONE)] and gone == []
+    assert here.get(theirs.id).path == str(tmp_path / "models" / FILE)
+
+    # A third "process" forgets a finished job: the next refresh here drops it too.
+    other, _ = make_manager()
+    other.remove(mine.id)
+    assert here.refresh() == ([], [mine.id])
+    assert [j.id for j in here.jobs()] == [theirs.id]
+
+
+def test_a_download_left_by_a_killed_process_is_continued_here_on_refresh(hub, make_manager,
+                                                                          tmp_path, payload):
+    hub.set_faults(REPO, FILE, throttle=MiB)
+    queue_file = tmp_path / "downloads" / "queue.json"
+    with running(pulling_child(hub, tmp_path, queue_file)) as child:
+        wait_for_progress(child, 2 * MiB)  # > the 1 MiB write buffer: some bytes are on disk
+        here, _ = make_manager()
+        here.start()
+        [theirs] = here.jobs()
+        assert theirs.state == DOWNLOADING  # still running in the child: not touched here
+        sigkill(child)
+    hub.clear_faults()
+    left = partial_of(tmp_path).stat().st_size
+    changed, _ = here.refresh()  # the child's lock died with it: the job is an orphan now
+    assert [(j.id, j.state) for j in changed] == [(theirs.id, QUEUED)]
     assert here.wait(theirs.id, {DONE, FAILED}, timeout=30).state == DONE
-    assert len(gets(hub, FILE)) == 1
-    saved = {j["id"]: j["state"] for j in json.loads(queue_file.read_text())["jobs"]}
-    assert saved == {theirs.id: DONE, mine.id: DONE}
+    assert (tmp_path / "models" / FILE).read_bytes() == payload
+    assert range_start(gets(hub)[-1]) == left  # continued from the partial
 
 
 # -- corral models pull ----------------------------------------------------------------------------

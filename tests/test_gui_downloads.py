@@ -139,6 +139,33 @@ def test_the_queue_comes_back_after_a_restart(home, hub, qtbot):
     again.close()
 
 
+def test_a_pull_in_a_terminal_shows_up_in_the_open_window(window, hub, qtbot, home):
+    """`corral models pull` in another process, the window open on the same home folder: its
+    job appears on the Downloads screen while it runs and shows done when it is."""
+    import os
+    import subprocess
+
+    from app.testing.hub_server import corral_command
+
+    hub.set_faults(REPO, FILE, throttle=300_000)  # a few seconds
+    screen = window.show_screen("downloads")
+    env = {**os.environ, "CORRAL_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_TOKEN", None)
+    pull = subprocess.Popen([*corral_command(), "models", "pull", REPO, FILE, "--no-check"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        qtbot.waitUntil(lambda: len(screen.rows) == 1, timeout=20_000)
+        [row] = screen.rows.values()
+        assert row.job.filename == FILE
+        qtbot.waitUntil(lambda: row.job.state == "done", timeout=60_000)
+        assert pull.wait(30) == 0, pull.stderr.read()
+    finally:
+        if pull.poll() is None:
+            pull.kill()
+            pull.wait()
+    assert len(hub.file_requests(REPO, FILE, "GET")) == 1  # fetched by the terminal only
+
+
 def test_offline_refuses_downloads_with_a_message(home, hub, qtbot):
     save_settings(Settings(offline=True))
     w = MainWindow(load_settings())

@@ -15,6 +15,12 @@ full disk while writing pauses the job and keeps the partial. The finished file'
 are checked against the hub's LFS metadata, and only then is it renamed into the models folder
 and `on_complete(path, job)` called; a mismatch fails the job and removes the bad file.
 
+Processes: the window and `corral models pull` may share one queue file at once. It is read,
+merged and written under a file lock, each manager writing back only the jobs it changed;
+`refresh()` takes in what the others did. A partial file has one writer, the process holding
+its lock: a job another process is running shows as downloading there and is left alone here,
+and is continued here once that process is gone (its lock goes with it, even on SIGKILL).
+
 Threads: each running job has its own worker thread. `on_event(DownloadEvent)` and `on_complete`
 are called ON THOSE WORKER THREADS (and on the caller's thread for enqueue/pause/resume/cancel),
 never with the manager's lock held: a GUI must hand them to its own thread (a queued signal).
@@ -83,6 +89,9 @@ class Job:
         return Path(self.filename).name
 
 
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))
+
+
 @dataclass(frozen=True)
 class DownloadEvent:
     job: Job                        # a snapshot
@@ -143,17 +152,57 @@ class DownloadManager:
 
     # -- persistence --------------------------------------------------------------------------------
     def _load(self) -> None:
-        known = {f.name for f in fields(Job)}
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         with self._queue_lock:
             saved = list(self._jobs_on_disk().values())
         for raw in saved:
-            job = Job(**{k: v for k, v in raw.items() if k in known})
-            if job.state in ACTIVE:  # the last process died mid-download: continue it
-                job.state, job.message = QUEUED, ""
-            if job.state not in FINISHED:
-                job.bytes_done = self._transfer(job).size_on_disk()
+            job = self._job_from_disk(raw)
             self._jobs[job.id] = job
+
+    def _job_from_disk(self, raw: dict) -> Job:
+        """A saved job as this process should see it: one saved as running whose partial nobody
+        holds is queued again (the process running it died), and bytes_done is the partial's size."""
+        job = Job(**{k: v for k, v in raw.items() if k in _JOB_FIELDS})
+        if job.state in ACTIVE and not self._partial_owned_elsewhere(job):
+            job.state, job.message = QUEUED, ""
+        elif job.state in ACTIVE:
+            job.message = "downloading in another Corral process"
+        if job.state not in FINISHED:
+            job.bytes_done = self._transfer(job).size_on_disk()
+        return job
+
+    def refresh(self) -> tuple[list[Job], list[str]]:
+        """Take in what other Corral processes did to the shared queue since this one last looked
+        (the window calls this every second or so while a terminal may be pulling): jobs they
+        added, moved on or removed. Jobs this manager runs, or has unsaved changes to, stay as
+        they are. Returns (snapshots of the jobs that changed, ids of the jobs now gone); nothing
+        if the queue file is locked this instant (the next call sees it)."""
+        try:
+            self._queue_lock.acquire(timeout=0)
+        except Timeout:
+            return [], []
+        try:
+            on_disk = self._jobs_on_disk()
+        finally:
+            self._queue_lock.release()
+        changed: list[Job] = []
+        with self._lock:
+            mine = self._workers.keys() | self._dirty | self._removed
+            for job_id, raw in on_disk.items():
+                if job_id in mine:
+                    continue
+                job = self._job_from_disk(raw)
+                if job != self._jobs.get(job_id):
+                    self._jobs[job_id] = job
+                    changed.append(replace(job))
+            gone = [i for i in self._jobs if i not in on_disk and i not in mine]
+            for job_id in gone:
+                del self._jobs[job_id]
+            if changed:
+                self._changed.notify_all()
+        if any(j.state == QUEUED for j in changed):
+            self._schedule()  # an orphan of a process that died: this one continues it
+        return changed, gone
 
     def _jobs_on_disk(self) -> dict[str, dict]:
         """The queue file's jobs by id (the caller holds the queue lock)."""
@@ -354,45 +403,61 @@ class DownloadManager:
         transfer = self._transfer(job, worker)
         # Only one process writes a partial file: a second Corral (the window and a `corral
         # models pull`) asking for the same file waits, paused, instead of interleaving bytes.
-        owner = FileLock(self._partial_lock_path(transfer), blocking=False)
+        # The lock is held until the job's final state is saved, so a process that finds it free
+        # while the queue file says "downloading" knows the downloader died (see refresh()).
+        owner: FileLock | None = FileLock(self._partial_lock_path(transfer), blocking=False)
         try:
             owner.acquire()
         except Timeout:
             owner = None
-        final: tuple = (QUEUED, "")
+        snapshot: Job | None = None
         try:
-            if owner is None:
-                final = (PAUSED, f"Another Corral process (the window or `corral models pull`) is "
-                                 f"downloading {job.name} right now; resume it here once it is done.")
-            elif (self.models_dir / job.name).exists() and job.size is not None and \
-                    (self.models_dir / job.name).stat().st_size == job.size:
-                final = (DONE, "finished by another Corral process",
-                         {"path": str(self.models_dir / job.name)})
-            else:
-                self._set(job_id, DOWNLOADING, "")
-                final = self._attempts(worker, transfer)
-        except Interrupted:
-            final = {"pause": (PAUSED, "paused"), "cancel": (CANCELLED, "cancelled")}.get(
-                worker.reason, (QUEUED, ""))
-            if worker.reason == "cancel":
-                transfer.remove()
-        except Exception as exc:  # a bug: report it on the job rather than losing the thread
-            log.exception("download %s crashed", job_id)
-            final = (FAILED, f"Download failed: {exc}")
+            final = self._outcome(worker, job, transfer, owned=owner is not None)
+            state, message, *extra = final
+            # (a file another process finished was never transferred here: its size is the job's)
+            done = (transfer.bytes_done or job.size or 0) if state == DONE else transfer.size_on_disk()
+            with self._lock:
+                del self._workers[job_id]
+                snapshot = self._update(job_id, state, message, bytes_done=done,
+                                        **(extra[0] if extra else {}))
         finally:
             if owner is not None:
-                if final[0] in (DONE, CANCELLED):  # no partial left to guard
+                if snapshot is not None and snapshot.state in (DONE, CANCELLED):  # no partial left
                     with contextlib.suppress(OSError):  # (Windows: removed on release anyway)
                         os.unlink(owner.lock_file)
                 owner.release()
-        state, message, *extra = final
-        # (a file another process finished was never transferred here: its size is the job's)
-        done = (transfer.bytes_done or job.size or 0) if state == DONE else transfer.size_on_disk()
-        with self._lock:
-            del self._workers[job_id]
-            snapshot = self._update(job_id, state, message, bytes_done=done, **(extra[0] if extra else {}))
         self._emit(DownloadEvent(snapshot, "state"))
         self._schedule()
+
+    def _partial_owned_elsewhere(self, job: Job) -> bool:
+        """Whether another process holds `job`'s partial file right now (see _run)."""
+        probe = FileLock(self._partial_lock_path(self._transfer(job)), blocking=False)
+        try:
+            probe.acquire()
+        except Timeout:
+            return True
+        probe.release()
+        return False
+
+    def _outcome(self, worker: _Worker, job: Job, transfer: Transfer, *, owned: bool) -> tuple:
+        """Run the job; its final (state, message[, changes])."""
+        dest = self.models_dir / job.name
+        try:
+            if not owned:
+                return (PAUSED, f"Another Corral process (the window or `corral models pull`) is "
+                                f"downloading {job.name} right now; resume it here once it is done.")
+            if dest.exists() and job.size is not None and dest.stat().st_size == job.size:
+                return (DONE, "finished by another Corral process", {"path": str(dest)})
+            self._set(job.id, DOWNLOADING, "")
+            return self._attempts(worker, transfer)
+        except Interrupted:
+            if worker.reason == "cancel":
+                transfer.remove()
+            return {"pause": (PAUSED, "paused"), "cancel": (CANCELLED, "cancelled")}.get(
+                worker.reason, (QUEUED, ""))
+        except Exception as exc:  # a bug: report it on the job rather than losing the thread
+            log.exception("download %s crashed", job.id)
+            return (FAILED, f"Download failed: {exc}")
 
     def _attempts(self, worker: _Worker, transfer: Transfer) -> tuple:
         job = self.get(worker.job_id)

@@ -41,18 +41,25 @@ class DownloadController(QObject):
     _completedFromWorker = Signal(str)
 
     def __init__(self, settings: Settings, state_file: str | os.PathLike, parent: QObject | None = None,
-                 *, max_parallel: int = 2, interval_ms: int = 150) -> None:
+                 *, max_parallel: int = 2, interval_ms: int = 150, watch_ms: int = 1000) -> None:
         super().__init__(parent)
         self.settings = settings
         self.state_file = Path(state_file)
         self.max_parallel = max_parallel
         self.manager: Any = None
+        self._starting = False  # start_later() is importing the manager's modules
         self._pending: dict[str, Any] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._flush)
         self._fromWorker.connect(self._on_event)
         self._completedFromWorker.connect(self.completed)
+        # A `corral models pull` in a terminal shares the queue file: look at it now and then,
+        # so its jobs show up here (and a job it left behind when killed is continued here).
+        self._watch = QTimer(self)
+        self._watch.setInterval(watch_ms)
+        self._watch.timeout.connect(self._look_at_the_queue)
+        self._watch.start()
 
     # ------------------------------------------------------------------ the manager
     @property
@@ -84,9 +91,10 @@ class DownloadController(QObject):
     def start_later(self) -> None:
         """After start-up: bring the saved queue back (and continue it). The imports run off the
         UI thread first, so the window does not stall for them."""
-        if self.has_saved_jobs() and self.manager is None:
+        if self.has_saved_jobs() and self.manager is None and not self._starting:
             from app.gui import background
 
+            self._starting = True
             background.run(lambda: __import__("app.core.downloads"),
                            done=lambda _m: self.ensure_manager())
 
@@ -140,6 +148,7 @@ class DownloadController(QObject):
         return any(j.state in ("downloading", "verifying") for j in self.manager.jobs())
 
     def shutdown(self) -> None:
+        self._watch.stop()
         if self.manager is not None:
             self.manager.shutdown(timeout=5)
 
@@ -168,6 +177,19 @@ class DownloadController(QObject):
             return
         self._pending.pop(event.job.id, None)
         self.jobChanged.emit(event)
+
+    def _look_at_the_queue(self) -> None:
+        if self.manager is None:
+            if self.has_saved_jobs():
+                self.start_later()
+            return
+        changed, gone = self.manager.refresh()
+        for job in changed:
+            self._pending.pop(job.id, None)
+            self._emit_snapshot(job)
+        for job_id in gone:
+            self._pending.pop(job_id, None)
+            self.jobRemoved.emit(job_id)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
