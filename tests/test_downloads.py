@@ -424,6 +424,43 @@ def test_disk_full_while_writing_pauses_and_keeps_the_partial(hub, make_manager,
 
 # -- the queue -----------------------------------------------------------------------------------
 
+def test_a_queue_file_with_unreadable_entries_still_loads_the_good_ones(make_manager, tmp_path):
+    queue_file = tmp_path / "downloads" / "queue.json"
+    queue_file.parent.mkdir(parents=True)
+    good = {"id": "a1", "repo_id": REPO, "filename": FILE, "state": "paused", "size": SIZE}
+    queue_file.write_text(json.dumps({"version": 1, "jobs": [
+        good, "not a job", {"id": "b2", "repo_id": REPO}, {"id": 3, "repo_id": REPO, "filename": "x"},
+        {"id": "c3", "repo_id": REPO, "filename": "odd.gguf", "state": "exploded", "size": "big",
+         "created": "yesterday", "bytes_done": None}]}))
+    manager, _ = make_manager()
+    jobs = {j.id: j for j in manager.jobs()}
+    assert sorted(jobs) == ["a1", "c3"]
+    assert (jobs["a1"].state, jobs["a1"].size) == (PAUSED, SIZE)
+    assert (jobs["c3"].state, jobs["c3"].size, jobs["c3"].created, jobs["c3"].bytes_done) == (
+        PAUSED, None, 0.0, 0)
+    manager.start()  # scheduling sorts by `created`: no TypeError from the odd entry
+    assert manager.jobs()
+
+
+def test_a_damaged_queue_file_is_set_aside_and_the_partial_is_resumed(hub, make_manager, tmp_path,
+                                                                        payload):
+    manager, paused = pause_midway(hub, make_manager)
+    manager.shutdown()
+    assert paused.bytes_done > 0
+    queue_file = tmp_path / "downloads" / "queue.json"
+    queue_file.write_text('{"version": 1, "jobs": [{"id": "')  # cut short
+    hub.clear_faults()
+
+    again, _ = make_manager()
+    assert again.jobs() == []
+    [note] = again.notices
+    assert "queue.json is not valid JSON" in note and "queue.json.damaged-" in note
+    assert list(queue_file.parent.glob("queue.json.damaged-*"))
+    job = run(again)  # pulled again: it continues from the partial file
+    assert job.state == DONE and (tmp_path / "models" / FILE).read_bytes() == payload
+    assert range_start(gets(hub)[-1]) > 0
+
+
 def test_queue_survives_a_restart(hub, make_manager, payload):
     hub.add_file(REPO, "second.gguf", payload[:MiB])
     first, _ = make_manager()
@@ -566,6 +603,17 @@ def test_pull_ctrl_c_pauses_and_pulling_again_resumes(hub, tmp_path, payload):
     assert f"Resuming {FILE} from {kept:,} bytes" in err and "sha256 verified" in err
     assert range_start(gets(hub)[-1]) == kept
     assert Path(out.strip()).read_bytes() == payload
+
+
+def test_pull_says_when_the_queue_file_was_damaged_and_goes_on(hub, tmp_path, payload):
+    queue_file = tmp_path / "downloads" / "queue.json"
+    queue_file.parent.mkdir(parents=True)
+    queue_file.write_text("[{")
+    pull = corral(hub, tmp_path, "models", "pull", REPO, FILE, "--no-check")
+    out, err = pull.communicate(timeout=60)
+    assert pull.returncode == 0, err
+    assert "The download queue could not be read" in err and "queue.json.damaged-" in err
+    assert Path(out.strip().splitlines()[-1]).read_bytes() == payload
 
 
 def test_pull_reports_failures_as_one_line(hub, tmp_path):

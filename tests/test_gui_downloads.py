@@ -166,6 +166,25 @@ def test_a_pull_in_a_terminal_shows_up_in_the_open_window(window, hub, qtbot, ho
     assert len(hub.file_requests(REPO, FILE, "GET")) == 1  # fetched by the terminal only
 
 
+def test_a_damaged_queue_file_is_reported_and_the_window_starts(home, qtbot):
+    from app.core.paths import get_paths
+
+    queue_file = get_paths().downloads / "queue.json"
+    queue_file.parent.mkdir(parents=True, exist_ok=True)
+    queue_file.write_bytes(b"\x00\x01 not json")
+    window = MainWindow(load_settings())
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.downloads.manager is not None, timeout=20_000)
+        screen = window.show_screen("downloads")
+        shown = screen.banner.text.text()
+        assert "could not be read" in shown and "damaged" in shown and screen.banner.isVisibleTo(screen)
+        assert screen.rows == {}
+    finally:
+        window.close()
+
+
 def test_offline_refuses_downloads_with_a_message(home, hub, qtbot):
     save_settings(Settings(offline=True))
     w = MainWindow(load_settings())

@@ -96,6 +96,8 @@ def cmd_pull(args) -> int:
     bar = ProgressBar(filename)
     manager = DownloadManager(models_dir, paths.downloads / "queue.json", hub, on_event=bar.update,
                               on_complete=_register)
+    for note in manager.notices:
+        print(note, file=sys.stderr)
     existing = manager.find(repo, filename)
     if not args.no_check and not (existing and existing.bytes_done):
         try:

@@ -47,7 +47,7 @@ from app.core.download_job import (PARTIAL_DIR, Interrupted, OpenFile, Transfer,
                                    default_open, disk_full)
 from app.core.hub import HubClient, HubError
 from app.core.memory_plan import format_bytes
-from app.core.settings import read_json, write_json_atomic
+from app.core.settings import SettingsError, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class DownloadManager:
         self._queue_lock = FileLock(f"{self.state_file}.lock", timeout=QUEUE_LOCK_TIMEOUT)
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
+        self.notices: list[str] = []  # problems worth telling the user (e.g. a damaged queue file)
         self._load()
 
     # -- persistence --------------------------------------------------------------------------------
@@ -163,6 +164,18 @@ class DownloadManager:
         """A saved job as this process should see it: one saved as running whose partial nobody
         holds is queued again (the process running it died), and bytes_done is the partial's size."""
         job = Job(**{k: v for k, v in raw.items() if k in _JOB_FIELDS})
+        if job.state not in STATES:  # a state this version does not know: let the user decide
+            job.state = PAUSED
+        if not isinstance(job.size, int) or isinstance(job.size, bool):
+            job.size = None
+        if not isinstance(job.sha256, str):
+            job.sha256 = None
+        if not isinstance(job.created, (int, float)):
+            job.created = 0.0
+        job.revision = job.revision if isinstance(job.revision, str) else "main"
+        job.message = job.message if isinstance(job.message, str) else ""
+        job.path = job.path if isinstance(job.path, str) else None
+        job.bytes_done = job.bytes_done if isinstance(job.bytes_done, int) else 0
         if job.state in ACTIVE and not self._partial_owned_elsewhere(job):
             job.state, job.message = QUEUED, ""
         elif job.state in ACTIVE:
@@ -205,10 +218,27 @@ class DownloadManager:
         return changed, gone
 
     def _jobs_on_disk(self) -> dict[str, dict]:
-        """The queue file's jobs by id (the caller holds the queue lock)."""
-        data = read_json(self.state_file, default=None)
+        """The queue file's jobs by id (the caller holds the queue lock). A file that is not JSON
+        (cut short, overwritten by something else) is set aside, named in `notices`, and the
+        queue starts empty: the partial files stay, and pulling a file again resumes it."""
+        try:
+            data = read_json(self.state_file, default=None)
+        except SettingsError as exc:
+            aside = self.state_file.with_name(f"{self.state_file.name}.damaged-{int(time.time())}")
+            try:
+                os.replace(self.state_file, aside)
+            except OSError:
+                aside = None
+            note = f"The download queue could not be read ({exc})" + (
+                f"; it was kept as {aside} and the queue starts empty." if aside else ".")
+            log.warning(note)
+            self.notices.append(note)
+            data = None
         jobs = data.get("jobs", []) if isinstance(data, dict) else []
-        return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
+        # An entry this version cannot read (hand-edited, from another version) is skipped, not
+        # fatal: the window must start, and the other jobs must still be there.
+        return {j["id"]: j for j in jobs if isinstance(j, dict)
+                and all(isinstance(j.get(k), str) for k in ("id", "repo_id", "filename"))}
 
     def _save(self) -> None:
         """Write the jobs this manager added, changed or removed over the queue file as it is now,

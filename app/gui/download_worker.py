@@ -37,6 +37,7 @@ class DownloadController(QObject):
     jobRemoved = Signal(str)       # job id
     completed = Signal(str)        # the path of a verified file now in the models folder
     ready = Signal()               # the manager exists; jobs() is meaningful
+    noticed = Signal(str)          # a problem to show the user (e.g. the queue file was damaged)
     _fromWorker = Signal(object)   # emitted on worker threads, delivered queued
     _completedFromWorker = Signal(str)
 
@@ -48,6 +49,7 @@ class DownloadController(QObject):
         self.max_parallel = max_parallel
         self.manager: Any = None
         self._starting = False  # start_later() is importing the manager's modules
+        self.notices: list[str] = []  # told so far (a Downloads screen made later shows them)
         self._pending: dict[str, Any] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
@@ -83,7 +85,13 @@ class DownloadController(QObject):
             if not self.settings.offline:
                 self.manager.start()
             self.ready.emit()
+            self._tell_notices()
         return self.manager
+
+    def _tell_notices(self) -> None:
+        while self.manager.notices:
+            self.notices.append(self.manager.notices.pop(0))
+            self.noticed.emit(self.notices[-1])
 
     def has_saved_jobs(self) -> bool:
         return self.state_file.exists()
@@ -184,6 +192,7 @@ class DownloadController(QObject):
                 self.start_later()
             return
         changed, gone = self.manager.refresh()
+        self._tell_notices()
         for job in changed:
             self._pending.pop(job.id, None)
             self._emit_snapshot(job)

@@ -178,6 +178,9 @@ class DownloadsScreen(QWidget):
         controller.jobChanged.connect(self._on_event)
         controller.jobRemoved.connect(self._on_removed)
         controller.ready.connect(self.reload)
+        controller.noticed.connect(lambda text: self.banner.show_message(text, "error"))
+        if controller.notices:
+            self.banner.show_message(controller.notices[-1], "error")
         self.reload()
 
     def _empty_state(self) -> QWidget:
