@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from app.core.settings import write_text_atomic
 
 MODES = ("chat", "completion")
 ROLES = ("system", "user", "assistant")
@@ -395,16 +396,7 @@ class ChatStore:
             text = json.dumps(self.export_json(cid), indent=2, ensure_ascii=False) + "\n"
         else:
             text = self.export_markdown(cid)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, text)
         return path
 
 

@@ -34,26 +34,30 @@ class SettingsError(Exception):
 # --------------------------------------------------------------------------- JSON files
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, private: bool = False) -> None:
-    """Write `data` as JSON to `path` atomically (temp file in the same folder + os.replace).
+    """Write `data` as JSON to `path` atomically, creating its folder (see write_text_atomic).
 
     `private=True` makes the file readable by its owner only (it may hold a token)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_text_atomic(path, text, private=private)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, private: bool = False) -> None:
+    """Write `text` (UTF-8) to `path` atomically: a temp file in the same folder, fsynced, then
+    os.replace, so a crash leaves the old file or the new one, never half of either."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         if private:
             os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -8,12 +8,11 @@ atomic (a temporary file, then os.replace), so a crash never leaves half a templ
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+from app.core.settings import write_text_atomic
 from app.core.templates.model import GGUF_ID, ID_PATTERN, PromptTemplate, TemplateError, \
     template_from_dict
 from app.core.templates.render import validate
@@ -137,19 +136,6 @@ class TemplateRegistry:
         validate(template)  # raises TemplateError: nothing is written
         self.user_folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps(template.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        _atomic_write(self.user_folder / f"{template.id}.json", text)
+        write_text_atomic(self.user_folder / f"{template.id}.json", text)
         self._user[template.id] = template
         return template
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
