@@ -90,6 +90,10 @@ class Job:
 
 
 _JOB_FIELDS = frozenset(f.name for f in fields(Job))
+# A saved field of another type (a hand-edited or foreign queue file) falls back to its default.
+_SAVED_TYPES = {"size": (int, None), "sha256": (str, None), "created": ((int, float), 0.0),
+                "revision": (str, "main"), "message": (str, ""), "path": (str, None),
+                "bytes_done": (int, 0)}
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class DownloadManager:
         # The window and `corral models pull` may run at once on the same queue file: each
         # manager writes back only the jobs it changed (see _save), under this lock.
         self._queue_lock = FileLock(f"{self.state_file}.lock", timeout=QUEUE_LOCK_TIMEOUT)
+        self._locks_dir = self.state_file.parent / "locks"  # who writes which partial file
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self.notices: list[str] = []  # problems worth telling the user (e.g. a damaged queue file)
@@ -153,7 +158,7 @@ class DownloadManager:
 
     # -- persistence --------------------------------------------------------------------------------
     def _load(self) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self._locks_dir.mkdir(parents=True, exist_ok=True)  # (and the queue's folder with it)
         with self._queue_lock:
             saved = list(self._jobs_on_disk().values())
         for raw in saved:
@@ -166,16 +171,10 @@ class DownloadManager:
         job = Job(**{k: v for k, v in raw.items() if k in _JOB_FIELDS})
         if job.state not in STATES:  # a state this version does not know: let the user decide
             job.state = PAUSED
-        if not isinstance(job.size, int) or isinstance(job.size, bool):
-            job.size = None
-        if not isinstance(job.sha256, str):
-            job.sha256 = None
-        if not isinstance(job.created, (int, float)):
-            job.created = 0.0
-        job.revision = job.revision if isinstance(job.revision, str) else "main"
-        job.message = job.message if isinstance(job.message, str) else ""
-        job.path = job.path if isinstance(job.path, str) else None
-        job.bytes_done = job.bytes_done if isinstance(job.bytes_done, int) else 0
+        for name, (kinds, default) in _SAVED_TYPES.items():
+            value = getattr(job, name)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                setattr(job, name, default)
         if job.state in ACTIVE and not self._partial_owned_elsewhere(job):
             job.state, job.message = QUEUED, ""
         elif job.state in ACTIVE:
@@ -191,13 +190,10 @@ class DownloadManager:
         they are. Returns (snapshots of the jobs that changed, ids of the jobs now gone); nothing
         if the queue file is locked this instant (the next call sees it)."""
         try:
-            self._queue_lock.acquire(timeout=0)
+            with self._queue_lock.acquire(timeout=0):
+                on_disk = self._jobs_on_disk()
         except Timeout:
             return [], []
-        try:
-            on_disk = self._jobs_on_disk()
-        finally:
-            self._queue_lock.release()
         changed: list[Job] = []
         with self._lock:
             mine = self._workers.keys() | self._dirty | self._removed
@@ -414,9 +410,7 @@ class DownloadManager:
         """Where the lock that says which process writes `transfer`'s partial file lives: beside
         the queue (the models folder stays clean), named after the partial's full path."""
         key = hashlib.sha1(str(transfer.part.resolve()).encode()).hexdigest()[:16]
-        folder = self.state_file.parent / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder / f"{transfer.part.name}-{key}.lock")
+        return str(self._locks_dir / f"{transfer.part.name}-{key}.lock")
 
     def _emit(self, event: DownloadEvent) -> None:
         if self.on_event is None:
@@ -435,11 +429,7 @@ class DownloadManager:
         # models pull`) asking for the same file waits, paused, instead of interleaving bytes.
         # The lock is held until the job's final state is saved, so a process that finds it free
         # while the queue file says "downloading" knows the downloader died (see refresh()).
-        owner: FileLock | None = FileLock(self._partial_lock_path(transfer), blocking=False)
-        try:
-            owner.acquire()
-        except Timeout:
-            owner = None
+        owner = self._claim_partial(transfer)
         snapshot: Job | None = None
         try:
             final = self._outcome(worker, job, transfer, owned=owner is not None)
@@ -459,14 +449,21 @@ class DownloadManager:
         self._emit(DownloadEvent(snapshot, "state"))
         self._schedule()
 
+    def _claim_partial(self, transfer: Transfer) -> FileLock | None:
+        """The lock on `transfer`'s partial file, now held here; None if another process has it."""
+        lock = FileLock(self._partial_lock_path(transfer), blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return None
+        return lock
+
     def _partial_owned_elsewhere(self, job: Job) -> bool:
         """Whether another process holds `job`'s partial file right now (see _run)."""
-        probe = FileLock(self._partial_lock_path(self._transfer(job)), blocking=False)
-        try:
-            probe.acquire()
-        except Timeout:
+        lock = self._claim_partial(self._transfer(job))
+        if lock is None:
             return True
-        probe.release()
+        lock.release()
         return False
 
     def _outcome(self, worker: _Worker, job: Job, transfer: Transfer, *, owned: bool) -> tuple:
