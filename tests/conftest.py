@@ -38,3 +38,34 @@ def tiny_model(make_model) -> Path:
 @pytest.fixture(scope="session")
 def small_model(make_model) -> Path:
     return make_model("small")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty Corral home (CORRAL_HOME) for one test. Test modules that need a home set
+    up another way define their own `home`."""
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def open_window(qtbot, home):
+    """open_window() -> a shown MainWindow on `home`, closed (and the theme reset) afterwards."""
+    from app.core.settings import load_settings
+    from app.gui import theme
+    from app.gui.main_window import MainWindow
+
+    windows = []
+
+    def make():
+        window = MainWindow(load_settings())
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for w in windows:
+        w.close()
+    theme.ensure("light")

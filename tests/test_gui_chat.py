@@ -30,12 +30,6 @@ WAIT = 60_000  # ms; generous: the machine may be busy with other test runs
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def vicuna(home, make_model) -> str:
     """A tiny generated model named like Vicuna (detected: the vicuna-v1.1 template), imported."""
     return Library().import_file(make_model("tiny", name="vicuna-7b-v1.5")).id

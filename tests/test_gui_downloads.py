@@ -20,12 +20,6 @@ FILE = "tiny-chat.Q8_0.gguf"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def hub(local_hub, tiny_model):  # noqa: F811
     local_hub.add_repo(REPO, downloads=42, likes=7)
     local_hub.add_file(REPO, FILE, tiny_model)

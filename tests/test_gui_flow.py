@@ -11,36 +11,17 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.core.settings import load_settings
-from app.gui import theme
-from app.gui.main_window import MainWindow
-
 WAIT = 60_000  # ms; generous: the machine may be busy with other test runs
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def start_app(qtbot, home):
-    windows: list[MainWindow] = []
-
-    def start() -> MainWindow:
-        window = MainWindow(load_settings())
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
+def start_app(open_window, qtbot):
+    """start_app() -> a MainWindow on the test's home, ready (its chat screen built)."""
+    def start():
+        window = open_window()
         qtbot.waitUntil(lambda: window.is_ready, timeout=WAIT)
-        windows.append(window)
         return window
-
-    yield start
-    for window in windows:
-        window.close()
-    theme.ensure("light")
+    return start
 
 
 def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbot, make_model):

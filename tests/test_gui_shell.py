@@ -14,30 +14,6 @@ from app.gui import theme
 from app.gui.main_window import MainWindow
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def open_window(qtbot, home):
-    windows = []
-
-    def make() -> MainWindow:
-        window = MainWindow(load_settings())
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for w in windows:
-        w.close()
-    theme.ensure("light")
-
-
 def test_first_run_shows_the_welcome(open_window, qtbot):
     window = open_window()
     assert window.windowTitle() == "Corral"
