@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runner_main()
     parser = build_parser()
     args = parser.parse_args(argv or ["gui"])
+    from app.core import statefile
+
+    # A state file set aside or left partly unread is told as one line, whatever the command.
+    statefile.add_listener(lambda message: print(f"corral: {message}", file=sys.stderr))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         ("app.core.templates", "TemplateError"),
         ("app.core.remote", "RemoteError"),
         ("app.core.library", "LibraryError"),
+        ("app.core.statefile", "StateFileError"),  # a state file unusable (SettingsError too)
     ):
         try:
             mod = __import__(module, fromlist=[name])

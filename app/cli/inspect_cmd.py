@@ -6,6 +6,7 @@ import json
 import sys
 
 from app.core.gguf_info import ModelInfo, inspect
+from app.core.safetext import terminal_safe
 
 
 def register(sub) -> None:
@@ -48,15 +49,8 @@ def format_info(info: ModelInfo) -> str:
         ("chat template", _template(info.chat_template)),
     ]
     width = max(len(key) for key, _ in rows) + 2
-    return "".join(f"{key + ':':<{width}}{'-' if value is None else _printable(value)}\n"
+    return "".join(f"{key + ':':<{width}}{'-' if value is None else terminal_safe(value)}\n"
                    for key, value in rows)
-
-
-def _printable(text: str) -> str:
-    """Escape control characters, so a hostile name cannot break or forge lines."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _size(n: int) -> str:

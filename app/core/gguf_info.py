@@ -22,7 +22,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["GGUF_MAGIC", "GGUFError", "ModelInfo", "inspect", "is_gguf"]
+from app.core.safetext import terminal_safe
+from app.core.statefile import special_kind
+
+__all__ = ["GGUF_MAGIC", "GGUFError", "ModelInfo", "inspect", "inspect_file", "is_gguf",
+           "open_model_file"]
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -172,38 +176,61 @@ def _json_safe(value: object) -> object:
     return value
 
 
+def open_model_file(path: str | os.PathLike[str]):
+    """`path` opened for reading (an unbuffered binary file), refused with GGUFError unless it
+    is a regular file. The open does not block (a FIFO or a device put in the file's place
+    cannot hang it) and the check is made on the open descriptor, so whatever is read through
+    the returned file is the file that was checked — read it, inspect it and copy it from this
+    one file, not by opening the path again."""
+    display = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise GGUFError(display, _os_reason(exc)) from None
+    except ValueError as exc:  # e.g. an embedded NUL in the path
+        raise GGUFError(display, f"cannot be read: {exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise GGUFError(display, "is a directory, not a model file")
+        if special_kind(mode):
+            raise GGUFError(display, f"is not a regular file: it is {special_kind(mode)}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException as exc:
+        os.close(fd)
+        if isinstance(exc, OSError):
+            raise GGUFError(display, _os_reason(exc)) from None
+        raise
+
+
 def is_gguf(path: str | os.PathLike[str]) -> bool:
     """True if `path` is a regular file starting with the GGUF magic (nothing else is checked)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-        with open(path, "rb", buffering=0) as f:
+        with open_model_file(path) as f:
             return f.read(4) == GGUF_MAGIC
-    except (OSError, ValueError):
+    except (GGUFError, OSError, ValueError):
         return False
 
 
 def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     """Read and validate the header of the GGUF file at `path`; raise GGUFError if it is unusable."""
+    with open_model_file(path) as f:
+        return inspect_file(f, path)
+
+
+def inspect_file(f, path: str | os.PathLike[str]) -> ModelInfo:
+    """inspect() of a file already opened by open_model_file (`path` names it in messages);
+    it is read from its start, and left open."""
     display = os.fspath(path)
     try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise GGUFError(display, "is a directory, not a model file")
-        if not stat.S_ISREG(st.st_mode):
-            raise GGUFError(display, "is not a regular file")
-        f = open(path, "rb", buffering=0)
-    except GGUFError:
-        raise
+        f.seek(0)
+        return _Parser(f, path, display).parse()
     except OSError as exc:
         raise GGUFError(display, _os_reason(exc)) from None
-    except ValueError as exc:  # e.g. an embedded NUL in the path
-        raise GGUFError(display, f"cannot be read: {exc}") from None
-    with f:
-        try:
-            return _Parser(f, path, display).parse()
-        except OSError as exc:
-            raise GGUFError(display, _os_reason(exc)) from None
 
 
 def inspect_prefix(data: bytes, file_size: int, name: str) -> ModelInfo:
@@ -359,11 +386,7 @@ class _Reader:
         self.off = off
 
 
-def _clean(text: str) -> str:
-    """Text with control characters escaped, so that a message stays on one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+_clean = terminal_safe  # a message stays one line, whatever the file's names hold
 
 
 def _q(text: str) -> str:

@@ -6,77 +6,52 @@ Two stores live here:
 - `ModelSettingsStore`: what the user chose for one model (prompt template, context size, GPU
   layers, sampling defaults), keyed by library model id, in `<data>/model_settings.json`.
 
-Every write goes to a temporary file in the same folder, is flushed to disk, then renamed over
-the old file (`os.replace`), so a crash leaves either the old or the new file, never half of one.
-A file that cannot be read raises `SettingsError` naming the file and what is wrong with it; it is
-never silently replaced by defaults.
+Both are read and written by app.core.statefile: every write goes to a temporary file in the
+same folder, is flushed to disk, then renamed over the old file, so a crash leaves either the old
+or the new file, never half of one. A file that cannot be used is never silently replaced: it is
+set aside under a dated name and the user is told which file, what was wrong and where it went
+(`load_settings` raises SettingsError with that message; `current_settings` notifies it).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from app.core import statefile
 from app.core.paths import get_paths
+from app.core.statefile import StateFileError, expect, keep_entries
+# The writers live with the reader in statefile; they are imported from here by older callers.
+from app.core.statefile import write_json_atomic, write_text_atomic  # noqa: F401
 
 BACKENDS = ("auto", "cpu", "gpu")
 THEMES = ("system", "light", "dark")
 
 
-class SettingsError(Exception):
-    """A settings file is unreadable or a value is out of range (the message says which)."""
+class SettingsError(StateFileError):
+    """A settings file is unusable or a value is out of range (the message says which).
+
+    Raised by `load_settings` with `settings` set to what is in force instead (the fields that
+    could be used, else the defaults)."""
+
+    def __init__(self, message: str, settings: "Settings | None" = None):
+        super().__init__(message)
+        self.settings = settings if settings is not None else Settings()
 
 
 # --------------------------------------------------------------------------- JSON files
 
-def write_json_atomic(path: str | os.PathLike, data: Any, *, private: bool = False) -> None:
-    """Write `data` as JSON to `path` atomically, creating its folder (see write_text_atomic).
-
-    `private=True` makes the file readable by its owner only (it may hold a token)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    write_text_atomic(path, text, private=private)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str, *, private: bool = False) -> None:
-    """Write `text` (UTF-8) to `path` atomically: a temp file in the same folder, fsynced, then
-    os.replace, so a crash leaves the old file or the new one, never half of either."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if private:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    """The JSON in `path`, or `default` when the file does not exist; SettingsError if unreadable."""
-    path = Path(path)
+    """The JSON in `path`, or `default` when the file does not exist; SettingsError naming the
+    file for anything unusable (bounded in size and depth; see app.core.statefile). State files
+    with a policy for damage are read with statefile.load/read instead."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return default
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "fix it or delete it to start again from the defaults"
-        ) from exc
+        return statefile.parse_file(path, missing=default)
+    except StateFileError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- app settings
@@ -143,13 +118,53 @@ def settings_path() -> Path:
     return get_paths().settings_file
 
 
+def _check_settings(value: Any, problems: list[str]) -> dict[str, Any]:
+    """The fields of a settings file that are usable (keys of a newer Corral kept as they are);
+    one problem for each field left out, so the others stay in force."""
+    data = expect(value, dict)
+    known = {f.name for f in fields(Settings)} - {"extra"}
+    out = {}
+    for key, item in data.items():
+        if key in known:
+            try:
+                Settings(**{key: item}).validate()
+            except SettingsError as exc:
+                problems.append(str(exc))
+                continue
+        out[key] = item
+    return out
+
+
+SETTINGS_FILE = statefile.Schema(check=_check_settings, private=True,
+                                 then="Corral starts with the default settings")
+
+
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
-    """The saved settings (defaults when none were saved yet)."""
+    """The saved settings (defaults when none were saved yet).
+
+    A file that cannot be used as it is (not UTF-8, not JSON, the wrong shape, a value out of
+    range) is set aside (see app.core.statefile) and SettingsError is raised with the message
+    for the user; its `settings` are those in force now. `current_settings()` is the same for
+    callers that must go on."""
     path = Path(path) if path is not None else settings_path()
-    data = read_json(path, default=None)
-    if data is None:
-        return Settings()
-    return Settings.from_dict(data, source=str(path))
+    try:
+        loaded = statefile.load(path, SETTINGS_FILE)
+    except StateFileError as exc:  # unreadable, or damaged and it could not be set aside
+        raise SettingsError(f"{exc}; Corral uses the default settings for now") from None
+    settings = Settings.from_dict(loaded.value, source=str(path))
+    if loaded.notice:
+        raise SettingsError(loaded.notice, settings)
+    return settings
+
+
+def current_settings() -> Settings:
+    """The settings in force: load_settings(), with any problem told through statefile.notify
+    (the CLI prints it, the window shows it) instead of raised."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        statefile.notify(str(exc))
+        return exc.settings
 
 
 def save_settings(settings: Settings, path: str | os.PathLike | None = None) -> Path:
@@ -168,7 +183,7 @@ def update_settings(**changes: Any) -> Settings:
 
 def models_dir() -> Path:
     """The models folder in force: the settings' override, else the default location."""
-    return load_settings().effective_models_dir()
+    return current_settings().effective_models_dir()
 
 
 # --------------------------------------------------------------------------- per-model settings
@@ -198,7 +213,8 @@ class ModelSettings:
         for key, value in self.sampling.items():
             if key not in SAMPLING_KEYS:
                 raise SettingsError(f"unknown sampling setting {key!r} (known: {', '.join(SAMPLING_KEYS)})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
                 raise SettingsError(f"sampling {key} must be a number, not {value!r}")
         return self
 
@@ -214,6 +230,25 @@ class ModelSettings:
         return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
 
+def _check_model_settings(value: Any, problems: list[str]) -> dict[str, Any]:
+    data = expect(value, dict)
+    models = expect(data.get("models", {}), dict, "models")
+    return {"version": 1, "models": keep_entries(models, _check_model_entry, problems, "model")}
+
+
+def _check_model_entry(_model_id: str, raw: Any) -> dict[str, Any]:
+    try:
+        ModelSettings.from_dict(expect(raw, dict, "its settings"))
+    except (SettingsError, TypeError) as exc:
+        raise statefile.Damaged(str(exc)) from None
+    return raw
+
+
+MODEL_SETTINGS_FILE = statefile.Schema(
+    default=lambda: {"version": 1, "models": {}}, check=_check_model_settings,
+    then="every model starts again from the default settings")
+
+
 class ModelSettingsStore:
     """Per-model settings in one JSON file keyed by model id."""
 
@@ -221,10 +256,9 @@ class ModelSettingsStore:
         self.path = Path(path) if path is not None else get_paths().data / "model_settings.json"
 
     def _load(self) -> dict[str, Any]:
-        data = read_json(self.path, default={})
-        if not isinstance(data, dict):
-            raise SettingsError(f"{self.path} must hold a JSON object")
-        return data.get("models", {}) if "models" in data else {}
+        """The models' settings; an entry that cannot be used was left out (and the file as it
+        was set aside, with a notice) by the reader, so every entry here validates."""
+        return dict(statefile.read(self.path, MODEL_SETTINGS_FILE)["models"])
 
     def _save(self, models: dict[str, Any]) -> None:
         write_json_atomic(self.path, {"version": 1, "models": models})
