@@ -168,32 +168,19 @@ def test_a_model_that_aborts_llama_cpp_raises_and_the_next_load_works(make_model
         assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
 
 
-@pytest.mark.parametrize("fault", ["gpu-abort", "gpu-error"])
-def test_gpu_failure_falls_back_to_the_cpu(tiny_model, monkeypatch, fault):
+@pytest.mark.parametrize("fault, said", [("gpu-abort", "SIGABRT"), ("gpu-error", "GPU offload failed")])
+def test_gpu_failure_falls_back_to_the_cpu(tiny_model, monkeypatch, fault, said):
+    # The fault hook makes the runner claim GPU offload whatever the build, so the GPU attempt
+    # is made (and fails as llama.cpp does) on this CPU-only machine too.
     monkeypatch.setenv("CORRAL_RUNNER_FAULT", fault)
-    with Engine() as eng:
-        loaded = eng.load(tiny_model, LoadSettings(backend="gpu", gpu_layers=99, threads=2))
-        if eng.gpu_support().offload:
+    for backend in ("gpu", "auto"):
+        with Engine() as eng:
+            assert eng.gpu_support().offload
+            loaded = eng.load(tiny_model, LoadSettings(backend=backend, gpu_layers=99, threads=2))
             assert loaded.backend == "cpu" and loaded.n_gpu_layers == 0
-            assert "GPU failed" in loaded.fallback_reason or "GPU" in loaded.fallback_reason
-        else:
-            # A CPU-only build never tries the GPU; the plan itself says why.
-            assert loaded.backend == "cpu" and "no GPU support" in loaded.fallback_reason
-        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
-
-
-def test_forced_gpu_attempt_that_fails_is_retried_on_the_cpu(tiny_model, monkeypatch):
-    """Exercise the fallback even on this CPU-only machine by making the runner claim a GPU."""
-    from app.core import hardware
-
-    monkeypatch.setenv("CORRAL_RUNNER_FAULT", "gpu-abort")
-    with Engine() as eng:
-        eng.gpu_support()
-        eng.gpu = hardware.GpuSupport(offload=True, kind="cuda", detail="pretend CUDA")
-        loaded = eng.load(tiny_model, LoadSettings(backend="auto", threads=2))
-        assert loaded.backend == "cpu" and loaded.n_gpu_layers == 0
-        assert "SIGABRT" in loaded.fallback_reason and "CUDA error" in loaded.fallback_reason
-        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+            assert loaded.fallback_reason.startswith("loading on the GPU failed")
+            assert said in loaded.fallback_reason and "running on the CPU instead" in loaded.fallback_reason
+            assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
 
 
 def rewrite(src, dst, *, arch=None, drop_tensor=None):
@@ -240,3 +227,107 @@ def test_a_prompt_longer_than_the_context_is_refused_clearly(tiny_model):
         # A prompt that fits but is larger than the batch llama.cpp clamped to that context.
         assert collect(eng.generate("hello " * (loaded.n_ctx // 2), SamplingParams(max_tokens=4, temperature=0.0)))
         assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+# --------------------------------------------------------------------------- hostile input
+
+def test_sampling_values_are_checked_in_one_place():
+    from app.core.sampling import SamplingError
+
+    bad = [("temperature", float("nan")), ("temperature", 3), ("top_p", float("inf")),
+           ("min_p", float("-inf")), ("repeat_penalty", float("nan")), ("repeat_penalty", 0),
+           ("repeat_last_n", 2**31 - 1), ("repeat_last_n", -2), ("top_k", 1.5),
+           ("max_tokens", True), ("seed", "7"), ("stop", ("ok", "x" * 1001)),
+           ("stop", ("bad \udcff",)), ("grammar", 'root ::= "\ud800"')]
+    for name, value in bad:
+        with pytest.raises(SamplingError) as err:
+            SamplingParams(**{name: value})
+        assert err.value.field == name and name in str(err.value)
+    # Every bound is inclusive where it is meant to be: the knobs' own ranges pass.
+    SamplingParams(temperature=0, top_p=1, min_p=0, repeat_penalty=10, repeat_last_n=-1,
+                   top_k=0, max_tokens=0, seed=2**32 - 1, stop=("x" * 1000,))
+
+
+def test_text_that_is_not_utf8_is_refused_and_the_model_stays_loaded(engine):
+    pid = engine._runner.proc.pid
+    for bad in ("hi \ud800", "caf\udce9"):  # a lone surrogate; an undecodable argv byte
+        with pytest.raises(EngineError, match=r"the prompt holds .* at character"):
+            engine.generate(bad, GREEDY)
+        with pytest.raises(EngineError, match="the text to count holds"):
+            engine.count_tokens(bad)
+    assert engine.model is not None and engine._runner.proc.pid == pid
+    assert collect(engine.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+def test_the_runner_survives_any_exception_in_a_request(engine):
+    """A request the runner fails on for a reason of its own answers an error; it lives on."""
+    runner = engine._runner
+    pid = runner.proc.pid
+    runner.send(op="generate", id=engine._new_id(), prompt="hi \ud800", params={})
+    reply = runner.receive()
+    assert reply["ev"] == "error" and "UnicodeEncodeError" in reply["message"]
+    runner.send(op="generate", id=engine._new_id(), prompt="hello", params={"top_k": "many"})
+    assert runner.receive()["ev"] == "error"
+    runner.send(op="no-such-op")
+    assert runner.receive()["message"] == "unknown request 'no-such-op'"
+    assert runner.alive() and runner.proc.pid == pid and engine.model is not None
+    assert collect(engine.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_the_runner_clamps_the_penalty_window_to_the_context(engine):
+    """Even a request that skips SamplingParams cannot make llama.cpp allocate a huge window
+    (2**31 tokens took 8.4 GB and 21 s; 2**28 here would take 1 GiB)."""
+    runner = engine._runner
+    runner.send(op="generate", id=engine._new_id(), prompt="hello",
+                params={"max_tokens": 3, "temperature": 0.8, "repeat_last_n": 2**28, "seed": 1})
+    while (msg := runner.receive()).get("ev") not in ("done", "error"):
+        pass
+    assert msg["ev"] == "done" and msg["stats"]["generated_tokens"] == 3
+    status = open(f"/proc/{runner.proc.pid}/status").read()
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kb < 400 * 1024, f"runner peak {peak_kb // 1024} MB"
+
+
+def test_the_runner_imports_nothing_from_the_working_folder(tiny_model, tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    for name in ("queue", "llama_cpp", "json"):
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'a').write('{name}\\n')\nraise ImportError('planted')\n")
+    monkeypatch.chdir(tmp_path)
+    with Engine() as eng:
+        eng.load(tiny_model, LoadSettings(threads=2))
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+    assert not marker.exists(), marker.read_text()
+
+
+def test_a_relative_model_path_still_loads(tiny_model, monkeypatch):
+    """The runner works in a folder of its own: the engine sends it absolute paths."""
+    monkeypatch.chdir(tiny_model.parent)
+    with Engine() as eng:
+        assert eng.load(tiny_model.name, LoadSettings(threads=2)).n_ctx > 0
+
+
+def test_a_killed_runner_is_not_blamed_on_an_earlier_request(tiny_model, tmp_path):
+    import signal
+
+    missing = rewrite(tiny_model, tmp_path / "missing-tensor.gguf", drop_tensor="blk.1.ffn_up.weight")
+    with Engine() as eng:
+        with pytest.raises(EngineError, match="blk.1.ffn_up.weight"):
+            eng.load(missing, LoadSettings(threads=2))  # llama.cpp prints errors; the runner lives
+        eng.load(tiny_model, LoadSettings(threads=2))
+        gen = eng.generate("hello", SamplingParams(max_tokens=100000, temperature=0.8, seed=1))
+        with pytest.raises(EngineError) as err:
+            for i, _ in enumerate(gen):
+                if i == 2:
+                    os.kill(eng._runner.proc.pid, signal.SIGKILL)
+        assert str(err.value) == "Generating failed: the model runner was killed by SIGKILL"
+        # Killed while idle, after a load that printed errors: the same, nothing older.
+        with pytest.raises(EngineError):
+            eng.load(missing, LoadSettings(threads=2))
+        eng.load(tiny_model, LoadSettings(threads=2))
+        os.kill(eng._runner.proc.pid, signal.SIGKILL)
+        eng._runner.proc.wait(10)
+        with pytest.raises(EngineError) as err:
+            collect(eng.generate("hello", GREEDY))
+        assert str(err.value) == "Generating failed: the model runner was killed by SIGKILL"

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from app.core import gguf_info, hardware
-from app.core.runner import FAULT_ENV  # noqa: F401 - re-exported for tests and docs
+from app.core.inputs import text_problem
+from app.core.child import start_child
+from app.core.runner import FAULT_ENV, REQUEST_MARK  # noqa: F401 - FAULT_ENV for tests and docs
+from app.core.sampling import SamplingError, SamplingParams  # noqa: F401 - part of this API
 
 
 class EngineError(Exception):
@@ -40,22 +43,6 @@ class LoadSettings:
     n_ctx: int | None = None  # None = the model's training context, at most 4096
     n_batch: int = 512
     use_mmap: bool = True
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Dalai's knobs plus min_p. Defaults follow llama.cpp's CLI."""
-
-    max_tokens: int = 256
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    repeat_last_n: int = 64
-    seed: int | None = None  # None = a fresh random seed, reported in the stats
-    stop: tuple[str, ...] = ()
-    grammar: str | None = None  # GBNF, to constrain the output (JSON mode, tests)
 
 
 @dataclass(frozen=True)
@@ -97,24 +84,18 @@ class Stats:
                 f"{self.prompt_tokens} tokens ({self.reused_tokens} reused), stop: {self.stop_reason}")
 
 
-def runner_command() -> list[str]:
-    if getattr(sys, "frozen", False):  # PyInstaller: the app binary runs the runner itself
-        return [sys.executable, "--corral-runner"]
-    return [sys.executable, "-m", "app.core.runner"]
-
-
 class _Runner:
     """One runner process and the pipes to it."""
 
     def __init__(self, log_file: Path | None) -> None:
+        # Isolated (app.core.child): nothing in the user's working folder is imported.
         # GGML_NO_BACKTRACE: on an assert, ggml would otherwise attach gdb to print a backtrace,
         # which is slow and buries the one line that says what went wrong.
-        env = dict(os.environ, PYTHONUNBUFFERED="1", GGML_NO_BACKTRACE="1")
-        kwargs: dict = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
-        self.proc = subprocess.Popen(runner_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, **kwargs)
+        self.proc = start_child("app.core.runner", "--corral-runner",
+                                env={"GGML_NO_BACKTRACE": "1"}, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # What the runner printed since its current request began (or since it was last idle):
+        # the runner marks both on stderr, so a death is never blamed on an earlier request.
         self.stderr_tail: deque[str] = deque(maxlen=60)
         self._write_lock = threading.Lock()
         self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(log_file,),
@@ -131,7 +112,9 @@ class _Runner:
                 log = None
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
-            if line:
+            if line.startswith(REQUEST_MARK):
+                self.stderr_tail.clear()
+            elif line:
                 self.stderr_tail.append(line)
                 if log:
                     log.write(line + "\n")
@@ -287,7 +270,8 @@ class Engine:
         runner = self._ready_runner()
         self.model = None
         rid = self._new_id()
-        runner.send(op="load", id=rid, path=str(path), n_gpu_layers=n_gpu_layers,
+        # Absolute: the runner works in a folder of its own (app.core.child).
+        runner.send(op="load", id=rid, path=os.path.abspath(path), n_gpu_layers=n_gpu_layers,
                     n_ctx=settings.n_ctx or 0, n_batch=settings.n_batch,
                     n_threads=settings.threads or hardware.default_threads(),
                     use_mmap=settings.use_mmap)
@@ -328,6 +312,7 @@ class Engine:
     # --- text ---------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         self._require_model()
+        _check_text(text, "the text to count")
         self._runner.send(op="tokenize", text=text, add_bos=add_bos)
         return self._expect("tokens", "Tokenizing")["tokens"]
 
@@ -342,6 +327,7 @@ class Engine:
                  add_bos: bool = True) -> "Generation":
         """Start a completion; iterate the result for text pieces, then read its `stats`."""
         self._require_model()
+        _check_text(prompt, "the prompt")
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         rid = self._new_id()
         wire = {k: v for k, v in asdict(params).items() if v is not None}
@@ -356,6 +342,14 @@ class Engine:
         runner = self._runner
         if runner is not None and rid:
             runner.send(op="stop", id=rid)
+
+
+def _check_text(text: str, what: str) -> None:
+    """Faces check their input first and name the field; this keeps the runner safe whatever
+    a caller passes (text that cannot be encoded as UTF-8 used to kill it)."""
+    problem = text_problem(text) if isinstance(text, str) else f"is not text but {type(text).__name__}"
+    if problem:
+        raise EngineError(f"{what} {problem}")
 
 
 @dataclass

@@ -27,10 +27,15 @@ from collections import deque
 
 from app.core.streaming import StopMatcher, Utf8Assembler
 
-# Test hook: makes a load that offloads layers to the GPU fail the way a broken CUDA setup
-# does — "abort" kills this process with SIGABRT, "error" fails the load. Used only by tests to
-# prove the engine's CPU fallback; unset in normal use.
+# Test hook: the runner claims GPU offload (whatever the build), then a load that offloads
+# layers fails the way a broken CUDA setup does — "gpu-abort" kills this process with SIGABRT,
+# "gpu-error" fails the load. Used only by tests to prove the engine's CPU fallback on any
+# build; unset in normal use.
 FAULT_ENV = "CORRAL_RUNNER_FAULT"
+GPU_FAULTS = ("gpu-abort", "gpu-error")
+# Written to stderr when a request begins and ends: the engine blames a death only on what was
+# printed since, never on an earlier request's warnings.
+REQUEST_MARK = "#corral: "
 
 LOG_WARN, LOG_ERROR, LOG_CONT = 3, 4, 5
 DECODE_ABORTED = 2  # llama_decode's return value when the abort callback said stop
@@ -51,12 +56,12 @@ class Channel:
         for line in sys.stdin.buffer:
             try:
                 msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("op") == "stop":
-                self.stop_upto = max(self.stop_upto, int(msg.get("id", 0)))
-            else:
-                self.requests.put(msg)
+                if msg.get("op") == "stop":
+                    self.stop_upto = max(self.stop_upto, int(msg.get("id", 0)))
+                    continue
+            except (ValueError, TypeError, AttributeError, RecursionError):
+                continue  # not a request of the engine's: this thread must not die of it
+            self.requests.put(msg)
         # The engine closed our stdin (or died): stop whatever runs and leave.
         self.stop_upto = sys.maxsize
         self.requests.put({"op": "exit"})
@@ -65,7 +70,11 @@ class Channel:
         return request_id <= self.stop_upto
 
     def send(self, **msg) -> None:
-        self._out.write(json.dumps(msg, ensure_ascii=False).encode() + b"\n")
+        try:
+            data = json.dumps(msg, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate (a file name's undecodable byte): escape it
+            data = json.dumps(msg).encode()
+        self._out.write(data + b"\n")
         self._out.flush()
 
 
@@ -118,22 +127,33 @@ class Runner:
     # --- requests -----------------------------------------------------------------------
     def serve(self) -> None:
         info = self.ll.llama_print_system_info().decode("utf-8", "replace")
-        self.ch.send(ev="ready", gpu_offload=bool(self.ll.llama_supports_gpu_offload()),
-                     system_info=info, pid=os.getpid())
+        offload = bool(self.ll.llama_supports_gpu_offload()) or \
+            os.environ.get(FAULT_ENV, "") in GPU_FAULTS
+        self.ch.send(ev="ready", gpu_offload=offload, system_info=info, pid=os.getpid())
         while True:
             req = self.ch.requests.get()
             op = req.get("op")
             if op == "exit":
                 return
-            try:
-                handler = getattr(self, f"op_{op}")
-            except AttributeError:
+            handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+            if handler is None:
                 self.ch.send(ev="error", message=f"unknown request {op!r}")
                 continue
+            self._mark(f"{op} {req.get('id', '')}")
             try:
                 handler(req)
             except RunnerError as exc:
                 self.ch.send(ev="error", message=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad request must not end the runner
+                self.ch.send(ev="error", message=f"the runner could not do {op!r}: "
+                                                 f"{type(exc).__name__}: {exc}")
+            finally:
+                self._mark("idle")
+
+    @staticmethod
+    def _mark(what: str) -> None:
+        sys.stderr.write(f"{REQUEST_MARK}{what}\n")
+        sys.stderr.flush()
 
     def op_load(self, req: dict) -> None:
         self.unload()
@@ -152,7 +172,7 @@ class Runner:
         mp.use_mmap = bool(req.get("use_mmap", True))
         mp.progress_callback = self._progress_cb
         t0 = time.perf_counter()
-        model = self.ll.llama_model_load_from_file(path.encode(), mp)
+        model = self.ll.llama_model_load_from_file(os.fsencode(path), mp)
         if not model:
             if self.ch.stopped(self._load_id):
                 raise RunnerError("cancelled")
@@ -353,12 +373,15 @@ class Runner:
                 ll.llama_sampler_free(chain)
                 raise RunnerError("the grammar could not be parsed")
             ll.llama_sampler_chain_add(chain, g)
+        # -1 = the whole context, as in llama.cpp's CLI (its sampler itself reads -1 as 0, off);
+        # never more than the context: llama.cpp allocates the window up front (2**31 = 8.4 GB).
         last_n = int(p.get("repeat_last_n", 64))
+        last_n = self.n_ctx if last_n < 0 else min(last_n, self.n_ctx)
         penalty = float(p.get("repeat_penalty", 1.1))
         if last_n != 0 and penalty != 1.0:
             pen = ll.llama_sampler_init_penalties(ll.llama_vocab_n_tokens(self.vocab), last_n,
                                                   penalty, 0.0, 0.0)
-            window = prompt if last_n < 0 else prompt[-last_n:]
+            window = prompt[-last_n:]
             for t in window:  # penalties look back into the prompt, as llama.cpp's CLI does
                 ll.llama_sampler_accept(pen, t)
             ll.llama_sampler_chain_add(chain, pen)
