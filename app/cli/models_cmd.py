@@ -7,6 +7,7 @@ import sys
 from functools import wraps
 
 from app.cli._common import CliError
+from app.core.safetext import terminal_safe
 
 
 def register(sub) -> None:
@@ -48,11 +49,11 @@ def _user_errors(func):
     def run(args):
         from app.core.catalog import CatalogError
         from app.core.library import LibraryError
-        from app.core.settings import SettingsError
+        from app.core.statefile import StateFileError
         try:
             return func(args)
-        except (LibraryError, SettingsError, CatalogError) as exc:
-            raise CliError(str(exc)) from None
+        except (LibraryError, StateFileError, CatalogError) as exc:  # SettingsError included
+            raise CliError(terminal_safe(exc)) from None
     return run
 
 
@@ -62,6 +63,9 @@ def _library():
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    """Aligned columns; every cell is made terminal-safe (an id or a file name from outside
+    cannot break the table's lines or send escape sequences)."""
+    rows = [[terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     return "\n".join(lines)
@@ -83,7 +87,7 @@ def cmd_list(args) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if not models:
-        print(f"No models yet. Models folder: {lib.models_dir}")
+        print(f"No models yet. Models folder: {terminal_safe(lib.models_dir)}")
         print("Add one with `corral models pull`, `corral models import PATH` or `corral models discover`.")
         return 0
     rows = []
@@ -105,7 +109,8 @@ def cmd_import(args) -> int:
     mode = LINK if args.link else MOVE if args.move else COPY
     model = _library().import_file(args.path, mode, name=args.name)
     verb = {COPY: "Copied", MOVE: "Moved", LINK: "Linked"}[mode]
-    print(f"{verb} {model.id} ({format_bytes(model.size)}, {model.quantization or '?'}) → {model.path}")
+    print(f"{verb} {terminal_safe(model.id)} ({format_bytes(model.size)}, "
+          f"{terminal_safe(model.quantization or '?')}) → {terminal_safe(model.path)}")
     return 0
 
 
@@ -114,10 +119,11 @@ def cmd_rm(args) -> int:
     lib = _library()
     model = lib.get(args.id)
     if not args.yes:
-        what = (f"Delete {model.id} ({model.path})?" if model.kind == "folder" else
-                f"Forget linked model {model.id}? (the file {model.path} is kept)")
+        mid, path = terminal_safe(model.id), terminal_safe(model.path)
+        what = (f"Delete {mid} ({path})?" if model.kind == "folder" else
+                f"Forget linked model {mid}? (the file {path} is kept)")
         if not sys.stdin.isatty():
-            raise CliError(f"not deleting {model.id} without confirmation: pass --yes", exit_code=2)
+            raise CliError(f"not deleting {mid} without confirmation: pass --yes", exit_code=2)
         print(f"{what} [y/N] ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
@@ -133,7 +139,8 @@ def cmd_discover(args) -> int:
     lib = _library()
     if args.add:
         model = lib.add_discovered(args.add)
-        print(f"Linked {model.id} → {model.path} (used in place, not copied)")
+        print(f"Linked {terminal_safe(model.id)} → {terminal_safe(model.path)} (used in place, "
+              f"not copied)")
         return 0
     found = lib.discover()
     if args.json:

@@ -17,21 +17,23 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from app.core import gguf_info
+from app.core import gguf_info, statefile
 from app.core.discovery import DiscoveredModel, DiscoveryRoots, discover
+from app.core.fileops import NO_HARD_LINKS, copy_open_file, place_new, same_file
+from app.core.library_files import (CACHE_VERSION, FOLDER, INSPECT_CACHE, LINKED, REGISTRY_FILE,
+                                    Header, clean_id)
 from app.core.memory_plan import format_bytes
 from app.core.paths import PARTIAL_DIR, get_paths
-from app.core.settings import (ModelSettings, ModelSettingsStore, load_settings, read_json,
-                               write_json_atomic)
+from app.core.safetext import terminal_safe
+from app.core.settings import ModelSettings, ModelSettingsStore, current_settings
+from app.core.statefile import write_json_atomic
 
-FOLDER, LINKED = "folder", "linked"
 COPY, MOVE, LINK = "copy", "move", "link"
 DISK_RESERVE = 64 * 1024 * 1024   # keep this much free after a copy
-CACHE_VERSION = 1
 
 
 class LibraryError(Exception):
@@ -40,32 +42,6 @@ class LibraryError(Exception):
 
 class ImportRejected(LibraryError):
     """The file is not a usable GGUF model; the message is gguf_info's reason."""
-
-
-@dataclass(frozen=True)
-class Header:
-    """What the library keeps of a GGUF header (the fields of gguf_info.ModelInfo it shows)."""
-
-    file_size: int
-    architecture: str | None = None
-    name: str | None = None
-    parameters: int = 0
-    parameters_label: str | None = None
-    quantization: str | None = None
-    context_length: int | None = None
-    embedding_length: int | None = None
-    block_count: int | None = None
-    head_count: int | None = None
-    head_count_kv: int | None = None
-    vocab_size: int | None = None
-    chat_template: str | None = None
-
-    @classmethod
-    def from_info(cls, info: Any) -> "Header":
-        return cls(**{f.name: getattr(info, f.name, None) for f in fields(cls)})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -108,13 +84,18 @@ class DeleteResult:
     file_removed: bool            # False for linked models: only forgotten
 
     def describe(self) -> str:
+        model, path = terminal_safe(self.model.id), terminal_safe(self.model.path)
         if self.file_removed:
-            return f"Deleted {self.model.id} ({self.model.path})"
-        return f"Forgot linked model {self.model.id}; the file stays at {self.model.path}"
+            return f"Deleted {model} ({path})"
+        return f"Forgot linked model {model}; the file stays at {path}"
 
 
 def _real(path: Path) -> str:
     return os.path.realpath(path)
+
+
+def _remove(path: Path) -> None:
+    Path(path).unlink(missing_ok=True)
 
 
 class Library:
@@ -123,7 +104,8 @@ class Library:
                  cache_dir: str | os.PathLike | None = None,
                  inspect: Callable[[Path], Any] = gguf_info.inspect):
         paths = get_paths()
-        self.models_dir = Path(models_dir) if models_dir is not None else load_settings().effective_models_dir()
+        self.models_dir = (Path(models_dir) if models_dir is not None
+                           else current_settings().effective_models_dir())
         data = Path(data_dir) if data_dir is not None else paths.data
         self.registry_path = data / "library.json"
         self.cache_path = (Path(cache_dir) if cache_dir is not None else paths.cache) / "inspect-cache.json"
@@ -132,18 +114,20 @@ class Library:
 
     # ------------------------------------------------------------------ registry and cache
     def _registry(self) -> dict[str, dict[str, Any]]:
-        data = read_json(self.registry_path, default={}) or {}
-        return dict(data.get("models", {}))
+        """The registry's models by id; entries that cannot be used were left out by the reader
+        (and the file as it was set aside, with a notice). An id from an older version that
+        would not print on one line is renamed."""
+        models = statefile.read(self.registry_path, REGISTRY_FILE)["models"]
+        out: dict[str, dict[str, Any]] = {}
+        for mid, entry in models.items():
+            out[mid if clean_id(mid) == mid else self._unique_id(mid, [*models, *out])] = entry
+        return out
 
     def _save_registry(self, models: dict[str, dict[str, Any]]) -> None:
         write_json_atomic(self.registry_path, {"version": 1, "models": models})
 
     def _cache(self) -> dict[str, Any]:
-        try:
-            data = read_json(self.cache_path, default={}) or {}
-        except Exception:  # a broken cache is only a cache: start again
-            return {}
-        return data.get("files", {}) if data.get("version") == CACHE_VERSION else {}
+        return statefile.read(self.cache_path, INSPECT_CACHE)
 
     def _entry_path(self, entry: dict[str, Any]) -> Path:
         path = Path(entry["path"])
@@ -183,14 +167,17 @@ class Library:
     @staticmethod
     def _unique_id(base: str, taken: Iterable[str]) -> str:
         taken = {t.lower() for t in taken}
-        base = base.strip() or "model"
+        base = clean_id(base).strip() or "model"
         candidate, n = base, 2
         while candidate.lower() in taken:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
-    def _sync(self) -> dict[str, dict[str, Any]]:
-        """The registry brought up to date with the models folder (saved if it changed)."""
+    def _sync(self, *, strict: bool = False) -> dict[str, dict[str, Any]]:
+        """The registry brought up to date with the models folder (saved if it changed).
+
+        When it cannot be saved (a read-only data folder), listing goes on and says so; with
+        `strict` (an import, which must be remembered) the OSError is raised."""
         models = self._registry()
         before = dict(models)
         on_disk = set(self._folder_files())
@@ -202,7 +189,14 @@ class Library:
             mid = self._unique_id(Path(rel).name[:-len(".gguf")], models)
             models[mid] = {"kind": FOLDER, "path": rel}
         if models != before:
-            self._save_registry(models)
+            try:
+                self._save_registry(models)
+            except OSError as exc:
+                if strict:
+                    raise
+                statefile.notify(f"{terminal_safe(self.registry_path)} cannot be written "
+                                 f"({(exc.strerror or str(exc)).lower()}); the models are listed, "
+                                 f"but the ids of new ones are not remembered")
         return models
 
     # ------------------------------------------------------------------ listing
@@ -215,8 +209,8 @@ class Library:
         out = [self._model(mid, e, cache, used) for mid, e in
                sorted(models.items(), key=lambda kv: (kv[1]["kind"] != FOLDER, kv[0].lower()))]
         cache = {k: v for k, v in cache.items() if k in used}
-        if cache != before:
-            write_json_atomic(self.cache_path, {"version": CACHE_VERSION, "files": cache})
+        if cache != before:  # only a cache: a read-only or full disk must not fail a listing
+            statefile.write_cache(self.cache_path, {"version": CACHE_VERSION, "files": cache})
         return out
 
     def _model(self, mid: str, entry: dict[str, Any], cache: dict[str, Any], used: set[str]) -> LocalModel:
@@ -266,64 +260,126 @@ class Library:
                     origin: str | None = None) -> LocalModel:
         """Bring a GGUF file into the library: copy it, move it, or link it (use it in place).
 
-        Raises ImportRejected with gguf_info's reason when it is not a usable GGUF model."""
+        The file is opened once and checked, inspected and copied through that one descriptor:
+        a FIFO, device, socket or directory is refused, and one swapped in later is never read.
+        A name already taken in the models folder is never replaced. If the registry cannot be
+        written, the import is undone (the copy removed, a moved file back where it was) and
+        LibraryError says so. ImportRejected (gguf_info's reason) when it is not a usable model."""
         if mode not in (COPY, MOVE, LINK):
             raise ValueError(f"mode must be copy, move or link, not {mode!r}")
         if name is not None and (not name.strip() or any(c in name for c in "/\\\0")
                                  or name.startswith(".")):
-            raise LibraryError(f"{name!r} cannot be a model name (no slashes, no leading dot)")
+            raise LibraryError(f"{terminal_safe(repr(name))} cannot be a model name "
+                               f"(no slashes, no leading dot)")
         src = Path(src).expanduser().absolute()
-        if not src.exists():
-            raise LibraryError(f"{src}: no such file")
+        if not os.path.lexists(src):
+            raise LibraryError(f"{terminal_safe(src)}: no such file")
         try:
-            info = self._inspect(src)
+            f = gguf_info.open_model_file(src)
         except gguf_info.GGUFError as exc:
-            raise ImportRejected(f"not imported, not a usable GGUF model: {exc}") from None
-        if self._inside_models_dir(src):
-            return self.register(src)  # already ours, whatever the mode
-        if mode == LINK:
-            return self._link(src, name=name, origin=origin)
-        dest = self.models_dir / (f"{name}.gguf" if name else src.name)
-        if dest.exists():
-            other = self.find_path(dest)
-            raise LibraryError(f"{dest.name} is already in the models folder"
-                               + (f" (id {other.id})" if other else "")
-                               + "; delete it first or import under another name")
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        if mode == MOVE:
+            raise ImportRejected(f"not imported: {exc}") from None
+        with f:
             try:
-                os.rename(src, dest)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise LibraryError(f"cannot move {src} to {dest}: {exc.strerror}") from None
-                self._copy(src, dest, info.file_size)  # another disk: copy, then remove the source
+                info = gguf_info.inspect_file(f, src)
+            except gguf_info.GGUFError as exc:
+                raise ImportRejected(f"not imported, not a usable GGUF model: {exc}") from None
+            if self._inside_models_dir(src):
+                return self.register(src)  # already ours, whatever the mode
+            if mode == LINK:
+                return self._link(src, name=name, origin=origin)
+            dest = self.models_dir / (f"{name}.gguf" if name else src.name)
+            if os.path.lexists(dest):
+                raise self._taken(dest)
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            if mode == MOVE:
+                return self._move(f, src, dest, info.file_size)
+            self._copy(f, src, dest, info.file_size)
+            return self._remember(dest, undo=lambda: _remove(dest), undone="the copy was removed")
+
+    def _taken(self, dest: Path) -> LibraryError:
+        other = self.find_path(dest) if dest.exists() else None
+        return LibraryError(f"{terminal_safe(dest.name)} is already in the models folder"
+                            + (f" (id {terminal_safe(other.id)})" if other else "")
+                            + "; delete it first or import under another name")
+
+    def _move(self, f, src: Path, dest: Path, size: int) -> LocalModel:
+        """Move the checked file `f` (at `src`) to `dest`: a second name first (so nothing is
+        lost if anything fails), then the old name removed; a copy to another disk."""
+        checked = os.fstat(f.fileno())
+        where = f"the file is still at {terminal_safe(src)}"
+        try:
+            os.link(src, dest)  # fails if `dest` exists; the source keeps its name for now
+        except FileExistsError:
+            raise self._taken(dest) from None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                if exc.errno not in NO_HARD_LINKS:
+                    raise LibraryError(f"cannot move {terminal_safe(src)} to "
+                                       f"{terminal_safe(dest)}: {exc.strerror}") from None
+                return self._rename(src, dest, checked)
+            self._copy(f, src, dest, size)  # another disk: copy, then remove the source
+            model = self._remember(dest, undo=lambda: _remove(dest),
+                                   undone=f"the copy was removed and {where}")
+            if same_file(src, checked):
                 os.remove(src)
-        else:
-            self._copy(src, dest, info.file_size)
+            return model
+        if not same_file(dest, checked):  # `src` was replaced after it was checked
+            _remove(dest)
+            raise LibraryError(f"{terminal_safe(src)} changed while it was being imported; "
+                               f"nothing was imported")
+        model = self._remember(dest, undo=lambda: _remove(dest), undone=where)
+        if same_file(src, checked):
+            os.remove(src)
+        return model
+
+    def _rename(self, src: Path, dest: Path, checked: os.stat_result) -> LocalModel:
+        """_move where the file system has no hard links: a rename after a last check."""
+        try:
+            place_new(src, dest)
+        except FileExistsError:
+            raise self._taken(dest) from None
+        except OSError as exc:
+            raise LibraryError(f"cannot move {terminal_safe(src)} to {terminal_safe(dest)}: "
+                               f"{exc.strerror}") from None
+        if not same_file(dest, checked):
+            os.rename(dest, src)
+            raise LibraryError(f"{terminal_safe(src)} changed while it was being imported; "
+                               f"nothing was imported")
+        return self._remember(dest, undo=lambda: os.rename(dest, src),
+                              undone=f"the file was moved back to {terminal_safe(src)}")
+
+    def _remember(self, dest: Path, *, undo: Callable[[], None], undone: str) -> LocalModel:
+        """Register the new file `dest`; if the registry cannot be written, `undo` the import
+        and raise LibraryError saying what was undone."""
+        try:
+            self._sync(strict=True)
+        except (OSError, statefile.StateFileError) as exc:
+            undo()
+            why = (f"{terminal_safe(self.registry_path)} cannot be written "
+                   f"({(exc.strerror or str(exc)).lower()})" if isinstance(exc, OSError) else str(exc))
+            raise LibraryError(f"{terminal_safe(dest.name)} was not imported: {why}; {undone}") from None
         return self.register(dest)
 
-    def _copy(self, src: Path, dest: Path, size: int) -> None:
+    def _copy(self, f, src: Path, dest: Path, size: int) -> None:
         free = shutil.disk_usage(self.models_dir).free
         if free < size + DISK_RESERVE:
             raise LibraryError(
-                f"not enough disk space to copy {src.name} ({format_bytes(size)}) into "
-                f"{self.models_dir}: {format_bytes(free)} free")
+                f"not enough disk space to copy {terminal_safe(src.name)} ({format_bytes(size)}) "
+                f"into {terminal_safe(self.models_dir)}: {format_bytes(free)} free")
         tmp = dest.with_name(f".{dest.name}.importing-{os.getpid()}")
         try:
-            with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)
-                fout.flush()
-                os.fsync(fout.fileno())
-            shutil.copystat(src, tmp)
-            os.replace(tmp, dest)
+            _remove(tmp)  # left by an import of this process id that was killed
+            copy_open_file(f, tmp)
+            place_new(tmp, dest)
+        except FileExistsError:
+            _remove(tmp)
+            raise self._taken(dest) from None
         except BaseException as exc:
-            try:
-                os.remove(tmp)
-            except FileNotFoundError:
-                pass
+            _remove(tmp)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise LibraryError(f"the disk filled while copying {src.name} into "
-                                   f"{self.models_dir}; nothing was imported") from None
+                raise LibraryError(f"the disk filled while copying {terminal_safe(src.name)} "
+                                   f"into {terminal_safe(self.models_dir)}; nothing was "
+                                   f"imported") from None
             raise
 
     def _link(self, src: Path, *, name: str | None, origin: str | None) -> LocalModel:
@@ -333,7 +389,12 @@ class Library:
         models = self._sync()
         mid = self._unique_id(name or src.name.removesuffix(".gguf").removesuffix(".GGUF"), models)
         models[mid] = {"kind": LINKED, "path": str(src), **({"origin": origin} if origin else {})}
-        self._save_registry(models)
+        try:
+            self._save_registry(models)
+        except OSError as exc:
+            raise LibraryError(f"{terminal_safe(src.name)} was not linked: "
+                               f"{terminal_safe(self.registry_path)} cannot be written "
+                               f"({(exc.strerror or str(exc)).lower()})") from None
         return self.get(mid)
 
     # ------------------------------------------------------------------ removing

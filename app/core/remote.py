@@ -31,7 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from app.core.engine import SamplingParams, Stats
 from app.core.paths import get_paths
-from app.core.settings import read_json, write_json_atomic
+from app.core import statefile
+from app.core.safetext import terminal_safe
+from app.core.statefile import Damaged, expect, keep_entries, keep_items, write_json_atomic
 
 KEYRING_SERVICE = "corral"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -116,8 +118,54 @@ def _usable_keyring():
     return keyring
 
 
+def _check_servers(value: Any, problems: list[str]) -> dict[str, Any]:
+    data = expect(value, dict)
+    servers = keep_items(expect(data.get("servers", []), list, "servers"), _check_server,
+                         problems, "server")
+    seen: set[str] = set()
+    unique = []
+    for server in servers:
+        if server["name"].lower() in seen:
+            problems.append(f"server {server['name']!r}: a second server of that name")
+            continue
+        seen.add(server["name"].lower())
+        unique.append(server)
+    return {"version": 1, "servers": unique}
+
+
+def _check_server(entry: Any) -> dict[str, Any]:
+    expect(entry, dict, "its entry")
+    name, url = expect(entry.get("name"), str, "name"), expect(entry.get("url"), str, "url")
+    if not NAME_PATTERN.match(name):
+        raise Damaged(f"{terminal_safe(repr(name))[:70]} is not a server name")
+    try:
+        url = normalize_url(url)
+    except RemoteError:
+        raise Damaged("url is not an http:// or https:// address") from None
+    if entry.get("key_store") not in (None, "keyring", "file"):
+        raise Damaged("key_store must be \"keyring\", \"file\" or null")
+    return {"name": name, "url": url, "key_store": entry.get("key_store"),
+            "extras": expect(entry.get("extras", True), bool, "extras")}
+
+
+def _check_keys(value: Any, problems: list[str]) -> dict[str, str]:
+    # Only names and kinds in the messages: never a key.
+    return keep_entries(expect(value, dict), lambda _name, key: expect(key, str, "the key"),
+                        problems, "the key of")
+
+
+SERVERS_FILE = statefile.Schema(
+    default=lambda: {"version": 1, "servers": []}, check=_check_servers,
+    then="the server list starts empty (`corral servers add` them again)")
+KEYS_FILE = statefile.Schema(
+    check=_check_keys, private=True,
+    then="the servers whose key was kept there need it again (`corral servers rm`, then `add` "
+         "with --key)")
+
+
 class ServerRegistry:
-    """servers.json (names and URLs) and the keys, kept apart from it."""
+    """servers.json (names and URLs) and the keys, kept apart from it; both read through
+    app.core.statefile (a damaged file is set aside with a message, never written over)."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
         data = Path(data_dir) if data_dir is not None else get_paths().data
@@ -125,9 +173,11 @@ class ServerRegistry:
         self.keys_path = data / "server-keys.json"
 
     def list(self) -> list[RemoteServer]:
-        data = read_json(self.path, default={}) or {}
-        return [RemoteServer(s["name"], s["url"], s.get("key_store"), s.get("extras", True))
-                for s in data.get("servers", [])]
+        return [RemoteServer(s["name"], s["url"], s["key_store"], s["extras"])
+                for s in statefile.read(self.path, SERVERS_FILE)["servers"]]
+
+    def _keys(self) -> dict[str, str]:
+        return statefile.read(self.keys_path, KEYS_FILE)
 
     def get(self, name: str) -> RemoteServer:
         for server in self.list():
@@ -175,7 +225,7 @@ class ServerRegistry:
                 return "keyring"
             except Exception:  # noqa: BLE001 - a locked or broken keyring: use the private file
                 pass
-        keys = read_json(self.keys_path, default={}) or {}
+        keys = self._keys()
         keys[name] = key
         write_json_atomic(self.keys_path, keys, private=True)
         return "file"
@@ -189,7 +239,7 @@ class ServerRegistry:
                                   f"more; remove the server and add it again with --key")
             return value
         if server.key_store == "file":
-            return (read_json(self.keys_path, default={}) or {}).get(server.name)
+            return self._keys().get(server.name)
         return None
 
     def _forget_key(self, server: RemoteServer) -> None:
@@ -201,7 +251,7 @@ class ServerRegistry:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         elif server.key_store == "file":
-            keys = read_json(self.keys_path, default={}) or {}
+            keys = self._keys()
             if keys.pop(server.name, None) is not None:
                 write_json_atomic(self.keys_path, keys, private=True)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from app.core.fileops import place_new
 from app.core.safetext import terminal_safe
 
 log = logging.getLogger("corral.state")
@@ -289,11 +290,6 @@ def _set_aside_or_raise(path: Path, reason: str) -> Path:
                              f"({_strerror(exc)}); move it away or fix it") from None
 
 
-_NO_FOLLOW = {"follow_symlinks": False} if os.link in os.supports_follow_symlinks else {}
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
-                  errno.ENOSYS}
-
-
 def set_aside(path: str | os.PathLike) -> Path:
     """Rename `path` to `NAME.damaged-YYYYmmdd-HHMMSS` (with -2, -3… if taken) beside it, never
     replacing anything; the new path. Raises OSError when it cannot be done."""
@@ -302,21 +298,9 @@ def set_aside(path: str | os.PathLike) -> Path:
     for n in range(1, 1000):
         aside = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n > 1 else ""))
         try:
-            os.link(path, aside, **_NO_FOLLOW)  # fails if `aside` exists: nothing is replaced
+            place_new(path, aside)
         except FileExistsError:
             continue
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            if os.path.lexists(aside):
-                continue
-            os.replace(path, aside)  # a folder, or a file system without hard links
-            return aside
-        try:
-            os.unlink(path)
-        except OSError:
-            os.unlink(aside)
-            raise
         return aside
     raise FileExistsError(errno.EEXIST, "too many set-aside copies", str(path))
 

@@ -1,0 +1,69 @@
+"""Putting a file in place without ever replacing another one.
+
+`os.replace` and `os.rename` silently replace whatever is at the destination: a model the user
+imported a moment ago, or a download that finished in another process. Corral puts a new file
+in place with `place_new`, which refuses (FileExistsError) when the name is taken, and copies
+from an already-open, already-checked file (`copy_open_file`), so what lands in the models
+folder is the file that was checked, not whatever the path names by then.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["NO_HARD_LINKS", "copy_open_file", "place_new", "same_file"]
+
+# link() fails with these where the file system or the file cannot have a second name.
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK,
+                           errno.ENOSYS, errno.EACCES})
+
+_NO_FOLLOW = {"follow_symlinks": False} if os.link in os.supports_follow_symlinks else {}
+
+
+def place_new(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Rename `src` to `dest` on the same file system, never replacing anything: FileExistsError
+    when `dest` exists. A hard link makes the check and the rename one step; where hard links
+    are not possible it falls back to a check just before the rename."""
+    try:
+        os.link(src, dest, **_NO_FOLLOW)  # a symlink is moved as the link it is
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS:
+            raise
+        if os.path.lexists(dest):
+            raise FileExistsError(errno.EEXIST, "File exists", os.fspath(dest)) from None
+        os.rename(src, dest)
+        return
+    os.unlink(src)
+
+
+def same_file(path: str | os.PathLike, st: os.stat_result) -> bool:
+    """Whether `path` is (still) the file `st` was taken of."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def copy_open_file(f: BinaryIO, dest: str | os.PathLike, *, block: int = 8 * 1024 * 1024) -> None:
+    """Copy the open file `f` (from its start) to a new file `dest` (which must not exist),
+    flushed to disk, with `f`'s permission bits and times. On any failure `dest` is removed."""
+    st = os.fstat(f.fileno())
+    f.seek(0)
+    try:
+        with open(dest, "xb") as out:
+            shutil.copyfileobj(f, out, block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(dest, stat.S_IMODE(st.st_mode))
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except BaseException:
+        Path(dest).unlink(missing_ok=True)
+        raise
