@@ -266,3 +266,94 @@ def test_discovered_models_are_linked_in_place_never_copied(lib, tmp_path, tiny_
         lib.add_discovered("nope", roots)
     lib.delete("llama3.2:latest")
     assert made["ollama"].exists()
+
+
+# --------------------------------------------------------------------------- hostile imports
+
+def _swap_for_fifo_once(src: Path, original):
+    """A stand-in for the header check that, once it is done, puts a FIFO where `src` was —
+    what another program could do between an import's check and its copy."""
+    done = []
+
+    def check_then_swap(*args):
+        info = original(*args)
+        if not done:
+            done.append(True)
+            fifo = src.with_name("fifo.tmp")
+            os.mkfifo(fifo)
+            os.replace(fifo, src)
+        return info
+    return check_then_swap
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_file_swapped_for_a_fifo_after_its_check_is_neither_read_nor_waited_on(
+        home, tiny_model, tmp_path, monkeypatch):
+    src = put(tiny_model, tmp_path / "outside" / "swapped.gguf")
+    swap = _swap_for_fifo_once(src, gguf_info.inspect)
+    monkeypatch.setattr(gguf_info, "inspect_file", _swap_for_fifo_once(src, gguf_info.inspect_file)
+                        if hasattr(gguf_info, "inspect_file") else swap, raising=False)
+    lib = Library(inspect=swap)   # where the check was made before it read through one descriptor
+    model = lib.import_file(src, COPY)
+    assert model.ok and model.path.read_bytes() == tiny_model.read_bytes()  # the checked file
+    assert src.is_fifo()          # the FIFO was never opened
+
+    src2 = put(tiny_model, tmp_path / "outside" / "moved.gguf")
+    monkeypatch.setattr(gguf_info, "inspect_file",
+                        _swap_for_fifo_once(src2, gguf_info.inspect_file), raising=False)
+    with pytest.raises(LibraryError, match="moved.gguf changed while it was being imported; "
+                                           "nothing was imported"):
+        Library(inspect=_swap_for_fifo_once(src2, gguf_info.inspect)).import_file(src2, MOVE)
+    assert sorted(p.name for p in lib.models_dir.iterdir()) == ["swapped.gguf"]
+
+
+@pytest.mark.timeout(20)
+def test_special_files_are_refused_at_once(lib, tmp_path):
+    import socket
+
+    specials = {"folder.gguf": "is a directory, not a model file"}
+    (tmp_path / "folder.gguf").mkdir()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.gguf")
+        specials["pipe.gguf"] = "is not a regular file: it is a named pipe (FIFO)"
+    if hasattr(socket, "AF_UNIX"):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(tmp_path / "sock.gguf"))
+        specials["sock.gguf"] = "is not a regular file: it is a socket"
+    if os.path.exists("/dev/zero"):
+        os.symlink("/dev/zero", tmp_path / "zero.gguf")
+        specials["zero.gguf"] = "is not a regular file: it is a character device"
+    for name, reason in specials.items():
+        for mode in (COPY, MOVE, LINK):
+            with pytest.raises(ImportRejected) as err:
+                lib.import_file(tmp_path / name, mode)
+            assert str(err.value) == f"not imported: {tmp_path / name}: {reason}"
+    assert lib.scan() == [] and (tmp_path / "folder.gguf").is_dir()
+
+
+def test_an_import_never_replaces_a_file_that_appears_meanwhile(lib, tiny_model, tmp_path,
+                                                               monkeypatch):
+    """Another process (a pull finishing) may put a file of the same name in place while an
+    import copies: the import must stop, not replace it."""
+    import app.core.library as library_module
+
+    src = put(tiny_model, tmp_path / "outside" / "x.gguf")
+    dest = lib.models_dir / "x.gguf"
+    theirs = b"GGUF the download that finished meanwhile"
+    original = getattr(library_module, "copy_open_file", None)
+
+    def copy_then_race(*args):
+        if original is not None:
+            original(*args)
+        dest.write_bytes(theirs)
+
+    if original is not None:
+        monkeypatch.setattr(library_module, "copy_open_file", copy_then_race)
+    else:  # before: the copy went through shutil.copyfileobj
+        real = shutil.copyfileobj
+        monkeypatch.setattr(shutil, "copyfileobj", lambda *a: (real(*a), dest.write_bytes(theirs)))
+    with pytest.raises(LibraryError, match="x.gguf is already in the models folder"):
+        lib.import_file(src, COPY)
+    assert dest.read_bytes() == theirs and src.exists()
+    assert sorted(p.name for p in lib.models_dir.iterdir()) == ["x.gguf"]  # no temp file left

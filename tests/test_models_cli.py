@@ -140,3 +140,62 @@ def test_discover_lists_and_links(env, tiny_model):
         not any((Path(env["CORRAL_HOME"]) / "models").iterdir())
     r = corral(env, "models", "discover", "--add", "nothing-like-it")
     assert r.returncode == 1 and "no discovered model" in r.stderr
+
+
+# Names from outside: bytes that are not UTF-8, a newline, escape sequences (issue 14).
+HOSTILE_NAMES = {
+    "caf_": os.fsencode("caf") + b"\xe9.gguf",          # Latin-1, not UTF-8
+    "two_lines": b"two\nlines.gguf",                   # would break the table
+    "_]0;pwned__[31mred": b"\x1b]0;pwned\x07\x1b[31mred.gguf",  # title change, colour
+}
+
+
+def _plant_hostile_names(env, model: Path) -> Path:
+    folder = Path(env["CORRAL_HOME"]) / "models"
+    folder.mkdir(parents=True)
+    for raw in HOSTILE_NAMES.values():
+        shutil.copyfile(model, os.path.join(os.fsencode(folder), raw))
+    return folder
+
+
+def test_file_names_that_are_not_utf8_or_hold_control_characters_list_and_delete(env, tiny_model):
+    folder = _plant_hostile_names(env, tiny_model)
+    r = corral(env, "models", "list")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 + len(HOSTILE_NAMES)                 # one line per model
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(HOSTILE_NAMES)
+    assert all(line.endswith("ok") for line in lines[1:])
+
+    data = json.loads(corral(env, "models", "list", "--json").stdout)
+    paths = {m["id"]: os.fsencode(m["path"]) for m in data}
+    assert {k: os.path.basename(v) for k, v in paths.items()} == HOSTILE_NAMES  # exact bytes
+    registry = Path(env["CORRAL_HOME"]) / "library.json"
+    assert json.loads(registry.read_bytes().decode("utf-8"))["models"]["caf_"]["path"] == "caf\udce9.gguf"
+
+    r = corral(env, "models", "rm", "caf_", "--yes")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout == f"Deleted caf_ ({folder}/caf\\xe9.gguf)\n"
+    assert sorted(os.listdir(os.fsencode(folder))) == sorted(
+        v for k, v in HOSTILE_NAMES.items() if k != "caf_")
+    r = corral(env, "models", "list")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == len(HOSTILE_NAMES)
+
+
+def test_serve_lists_models_whose_file_names_are_not_utf8(env, tiny_model, monkeypatch):
+    import httpx2
+
+    from app.core.library import Library
+    from app.core.server import ServeConfig, Server
+
+    monkeypatch.setenv("CORRAL_HOME", env["CORRAL_HOME"])
+    folder = _plant_hostile_names(env, tiny_model)
+    server = Server(ServeConfig(port=0, threads=1), library=Library(models_dir=folder)).start()
+    try:
+        for _ in range(2):  # the first request writes the registry, the second reads it back
+            r = httpx2.get(f"{server.url}/models", timeout=30)
+            assert r.status_code == 200, r.text
+            assert sorted(m["id"] for m in r.json()["data"]) == sorted(HOSTILE_NAMES)
+    finally:
+        server.stop()

@@ -20,7 +20,6 @@ platform that tests can fake.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -28,12 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from app.core import statefile
 from app.core.gguf_info import is_gguf
 
 HF, LMSTUDIO, GPT4ALL, OLLAMA = "huggingface", "lm-studio", "gpt4all", "ollama"
 SOURCE_LABELS = {HF: "Hugging Face cache", LMSTUDIO: "LM Studio", GPT4ALL: "GPT4All", OLLAMA: "Ollama"}
 OLLAMA_MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_MANIFEST_BYTES = 1024 * 1024  # real manifests are under 2 KB
 
 
 @dataclass(frozen=True)
@@ -202,18 +204,19 @@ def _ollama(root: Path) -> Iterator[DiscoveredModel]:
         parts = manifest.relative_to(manifests).parts
         if len(parts) < 4:
             continue
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        try:  # someone else's file: bounded, and skipped (never set aside) when unusable
+            data = statefile.parse_file(manifest, max_bytes=MAX_MANIFEST_BYTES, max_depth=8)
+        except statefile.StateFileError:
             continue
         layers = data.get("layers") if isinstance(data, dict) else None
-        for layer in layers or ():
+        for layer in layers if isinstance(layers, list) else ():
             if not isinstance(layer, dict) or layer.get("mediaType") != OLLAMA_MODEL_MEDIA_TYPE:
                 continue
-            digest = str(layer.get("digest", ""))
-            algo, _, hexdigest = digest.partition(":")
-            if not hexdigest:
+            digest = layer.get("digest")
+            # Only a real digest names a blob: anything else could point outside blobs/.
+            if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
                 continue
+            algo, _, hexdigest = digest.partition(":")
             # Current Ollama writes "sha256-<hex>"; early versions wrote "sha256:<hex>".
             for candidate in (blobs / f"{algo}-{hexdigest}", blobs / f"{algo}:{hexdigest}"):
                 if candidate.is_file():
@@ -246,6 +249,6 @@ def discover(roots: DiscoveryRoots | None = None) -> list[DiscoveredModel]:
                 if real not in seen:
                     seen.add(real)
                     found.append(model)
-        except PermissionError:
-            continue  # a folder we may not read is someone else's; skip it, do not fail
+        except OSError:
+            continue  # a folder we may not read (or that changes as we read) is someone else's
     return found

@@ -188,7 +188,9 @@ def open_model_file(path: str | os.PathLike[str]):
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise GGUFError(display, _os_reason(exc)) from None
+        kind = _special_at(path)  # a socket cannot be opened at all (ENXIO): say what it is
+        raise GGUFError(display, f"is not a regular file: it is {kind}" if kind
+                        else _os_reason(exc)) from None
     except ValueError as exc:  # e.g. an embedded NUL in the path
         raise GGUFError(display, f"cannot be read: {exc}") from None
     try:
@@ -205,6 +207,14 @@ def open_model_file(path: str | os.PathLike[str]):
         if isinstance(exc, OSError):
             raise GGUFError(display, _os_reason(exc)) from None
         raise
+
+
+def _special_at(path: str | os.PathLike[str]) -> str | None:
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISDIR(mode) else special_kind(mode)
 
 
 def is_gguf(path: str | os.PathLike[str]) -> bool:

@@ -151,6 +151,12 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> b
     except IsADirectoryError:
         raise Damaged(f"is {_KINDS[stat.S_IFDIR]}, not a file") from None
     except OSError as exc:
+        try:
+            kind = special_kind(os.stat(path).st_mode)  # a socket cannot be opened (ENXIO)
+        except OSError:
+            kind = None
+        if kind:
+            raise Damaged(f"is {kind}, not a file") from None
         raise StateFileError(f"{_show(path)}: cannot be read: {_strerror(exc)}") from None
     except ValueError as exc:  # a NUL in the path
         raise StateFileError(f"{_show(path)}: cannot be read: {exc}") from None
