@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import app.cli
 from app.cli import main
 from app.testing.models import CHATML_TEMPLATE
+
+# Gemma 7B it's published template (from llama.cpp tests/test-chat-template.cpp, as in
+# tests/data/llama_cpp_chat_templates.json): it refuses a system message.
+_PUBLISHED = json.loads((Path(__file__).parent / "data" / "llama_cpp_chat_templates.json")
+                        .read_text(encoding="utf-8"))
+GEMMA_TEMPLATE = next(c["template"] for c in _PUBLISHED["cases"]
+                      if c["name"] == "google/gemma-7b-it")
 
 MINE = ("app.cli.templates_cmd", "app.cli.prompt_cmd")
 
@@ -100,3 +108,47 @@ def test_prompt_errors(tmp_path, capsys):
     assert main(["prompt", "--template", "llama-2-chat", "--messages", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "llama-2-chat" in err
+
+
+def test_prompt_vicuna_v0_is_fastchats_string(tmp_path, capsys):
+    # FastChat fastchat/conversation.py, "zero_shot"/"one_shot": sep="\n### " after the system
+    # message and after each message (SeparatorStyle.ADD_COLON_SINGLE); no blank line.
+    path = write(tmp_path, [{"role": "user", "content": "Hi"},
+                            {"role": "assistant", "content": "Hello!"},
+                            {"role": "user", "content": "What is 2+2?"}])
+    assert main(["prompt", "--template", "vicuna-v0", "--messages", str(path)]) == 0
+    assert capsys.readouterr().out == (
+        "A chat between a curious human and an artificial intelligence assistant. The "
+        "assistant gives helpful, detailed, and polite answers to the human's questions."
+        "\n### Human: Hi\n### Assistant: Hello!\n### Human: What is 2+2?\n### Assistant:")
+
+
+def test_prompt_notes_where_the_system_prompt_went(tmp_path, capsys, make_model):
+    model = make_model("tiny", folder=tmp_path / "gemma", name="gemma-like",
+                       chat_template=GEMMA_TEMPLATE)
+    path = write(tmp_path, [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "Hello!"}])
+    assert main(["prompt", str(model), "--messages", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ("<start_of_turn>user\nBe brief.\nHello!<end_of_turn>\n"
+                            "<start_of_turn>model\n")
+    assert ("# note: gemma-like's own chat template refuses a system message (\"System role "
+            "not supported\"), so the system prompt was put at the start of the first user "
+            "message (as llama.cpp does).\n") in captured.err
+
+
+def test_prompt_passes_other_roles_to_the_models_own_template(tmp_path, capsys, make_model):
+    source = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    model = make_model("tiny", folder=tmp_path / "tools", name="tool-user",
+                       chat_template=source)
+    path = write(tmp_path, [{"role": "user", "content": "Weather?"},
+                            {"role": "assistant_tool_call", "content": "[get_weather()]"},
+                            {"role": "tool_response", "content": "72F"}])
+    assert main(["prompt", str(model), "--messages", str(path)]) == 0
+    assert capsys.readouterr().out == ("<|user|>Weather?<|assistant_tool_call|>[get_weather()]"
+                                       "<|tool_response|>72F<|assistant|>")
+    assert main(["prompt", "--template", "chatml", "--messages", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"corral: {path}: message 2 has role 'assistant_tool_call'; use system, "
+                   f"user or assistant; this template knows no other\n")

@@ -53,15 +53,17 @@ EXPECTED: dict[str, dict[tuple[int, str], str]] = {
                       "ASSISTANT: 4.</s>USER: Thanks. And 3+3? ASSISTANT:",
         (1, "default"): VICUNA_V11_SYSTEM + " USER: Hello! ASSISTANT:",
     },
-    # FastChat v0.1.x fastchat/train/train.py preprocess(): header = system + "\n\n", and
-    # _add_speaker_and_signal(): "### " + role + ": " + value + "\n" with roles Human/Assistant
-    # (also in haotian-liu/LLaVA llava/train/train.py); docs/vicuna_weights_version.md
-    # "Example prompt (weights v0)". The generation prompt is the next "### Assistant:".
+    # lm-sys/FastChat fastchat/conversation.py, register_conv_template(name="zero_shot") (and
+    # "one_shot", which only adds an example exchange): roles Human/Assistant,
+    # SeparatorStyle.ADD_COLON_SINGLE with sep="\n### ": get_prompt() writes system + sep, then
+    # role + ": " + message + sep per message, and "Assistant:" for the empty last message.
+    # ("nosys": FastChat would still write the sep first, a leading "\n### "; Corral starts
+    # with "### Human:".)
     "vicuna-v0": {
-        (1, "sys"): "You are a terse assistant.\n\n### Human: Hello!\n### Assistant:",
-        (2, "sys"): "You are a terse assistant.\n\n### Human: Hello!\n### Assistant: Hi! How "
+        (1, "sys"): "You are a terse assistant.\n### Human: Hello!\n### Assistant:",
+        (2, "sys"): "You are a terse assistant.\n### Human: Hello!\n### Assistant: Hi! How "
                     "can I help?\n### Human: What is 2+2?\n### Assistant:",
-        (3, "sys"): "You are a terse assistant.\n\n### Human: Hello!\n### Assistant: Hi! How "
+        (3, "sys"): "You are a terse assistant.\n### Human: Hello!\n### Assistant: Hi! How "
                     "can I help?\n### Human: What is 2+2?\n### Assistant: 4.\n### Human: "
                     "Thanks. And 3+3?\n### Assistant:",
         (1, "nosys"): "### Human: Hello!\n### Assistant:",
@@ -69,7 +71,7 @@ EXPECTED: dict[str, dict[tuple[int, str], str]] = {
                       "is 2+2?\n### Assistant:",
         (3, "nosys"): "### Human: Hello!\n### Assistant: Hi! How can I help?\n### Human: What "
                       "is 2+2?\n### Assistant: 4.\n### Human: Thanks. And 3+3?\n### Assistant:",
-        (1, "default"): VICUNA_V0_SYSTEM + "\n\n### Human: Hello!\n### Assistant:",
+        (1, "default"): VICUNA_V0_SYSTEM + "\n### Human: Hello!\n### Assistant:",
     },
     # FastChat fastchat/conversation.py register_conv_template(name="koala_v1"): system
     # "BEGINNING OF CONVERSATION:", roles USER/GPT, ADD_COLON_TWO with sep=" ", sep2="</s>".

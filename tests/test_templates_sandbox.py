@@ -149,12 +149,39 @@ def test_stop_strings_from_known_markers():
 @pytest.mark.parametrize("name", sorted(payloads("MARKER")))
 def test_the_sandbox_holds_even_without_the_source_check(tmp_path, monkeypatch, name):
     # Defence in depth: with the parse-time check switched off, jinja's sandbox (with unsafe
-    # attributes raising at once) still refuses every payload and nothing runs.
-    monkeypatch.setattr(sandbox, "_refusal", lambda node: None)
+    # attributes raising at once) still refuses every payload and nothing runs. Rendered in
+    # this process (the render worker runs this same code), where the check can be switched off.
+    monkeypatch.setattr(sandbox, "_refusal", lambda node, own: None)
     marker = tmp_path / f"pwned-{name}"
+    variables = {"messages": [{"role": "user", "content": "Hello!"}]}
     try:
         with pytest.raises(TemplateError):
-            render(_gguf(payloads(str(marker))[name]), [{"role": "user", "content": "Hello!"}])
+            sandbox.render_jinja(payloads(str(marker))[name], "evil.gguf", variables)
     finally:
         sandbox._compiled.cache_clear()  # nothing compiled without the check may stay cached
     assert not marker.exists()
+
+
+YANDEX_STYLE = ("{%- macro __render_user_message(message) %}{{ ' U: ' + message.content }}"
+                "{%- endmacro %}{%- for message in messages %}"
+                "{{- __render_user_message(message) }}{%- endfor %}")
+
+
+def test_a_templates_own_dunder_names_are_its_own():
+    # YandexGPT-5-Lite defines and calls macros named __render_tool, __render_user_message…:
+    # names the template defines are not Python internals.
+    assert render(_gguf(YANDEX_STYLE), MESSAGES).text == " U: Hello!"
+    own = ("{% set __x = messages[0].content %}{% for __m in messages %}{{ __m.role }}"
+           "{% endfor %}{{ __x }}")
+    assert render(_gguf(own), MESSAGES).text == "userHello!"
+
+
+@pytest.mark.parametrize("source,found", [
+    ("{{ __builtins__ }}", "'__builtins__'"),            # a dunder it does not define
+    ("{{ __loader__.load('x') }}", "'__loader__'"),
+    ("{% macro __m() %}{% endmacro %}{{ __m.__globals__ }}", "'__globals__'"),  # attribute
+    ("{% set __x = messages %}{{ __x.__class__ }}", "'__class__'"),
+])
+def test_dunders_it_does_not_define_and_dunder_attributes_stay_refused(source, found):
+    with pytest.raises(TemplateError, match=found):
+        render(_gguf(source), MESSAGES)

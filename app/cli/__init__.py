@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.core.runner import main as runner_main
 
         return runner_main()
+    if argv[:1] == ["--corral-render-worker"]:  # … and its template render worker this way
+        from app.core.templates.render_worker import main as render_worker_main
+
+        return render_worker_main()
     parser = build_parser()
     args = parser.parse_args(argv or ["gui"])
     from app.core import statefile

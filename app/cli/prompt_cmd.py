@@ -32,11 +32,11 @@ def register(sub) -> None:
 def run(args) -> int:
     # Imported here, not at the top: every `corral` command builds this parser, and jinja2 is slow
     # to import.
-    from app.core.templates import Detection, TemplateRegistry, render, template_for_model
+    from app.core.templates import (Detection, TemplateRegistry, render, takes_any_role,
+                                    template_for_model)
 
     if not args.model and not args.template:
         raise CliError("give a MODEL_PATH or --template ID (see `corral templates list`)", 2)
-    messages = read_messages(Path(args.messages))
     if args.model:
         try:
             from app.core.gguf_info import inspect  # only when a model file is asked for
@@ -48,6 +48,7 @@ def run(args) -> int:
     else:
         template = TemplateRegistry().get(args.template)
         detection = Detection(template.id, "user", "chosen with --template")
+    messages = read_messages(Path(args.messages), any_role=takes_any_role(template))
     rendered = render(template, messages, system=args.system,
                       add_generation_prompt=not args.no_generation_prompt)
     sys.stdout.write(rendered.text)
@@ -59,11 +60,14 @@ def run(args) -> int:
     print(f"# add BOS: {'yes' if rendered.add_bos else 'no (the text carries it)'}",
           file=sys.stderr)
     print(f"# stop: {json.dumps(rendered.stop, ensure_ascii=False)}", file=sys.stderr)
+    for note in rendered.notes:
+        print(f"# note: {note}", file=sys.stderr)
     return 0
 
 
-def read_messages(path: Path) -> list[dict[str, str]]:
-    """Read and check FILE.json; every problem is one line naming the file."""
+def read_messages(path: Path, any_role: bool = False) -> list[dict[str, str]]:
+    """Read and check FILE.json; every problem is one line naming the file. any_role: the
+    template (a model's own) decides which roles it takes."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -78,6 +82,6 @@ def read_messages(path: Path) -> list[dict[str, str]]:
     from app.core.templates import TemplateError, parse_messages
 
     try:
-        return parse_messages(data)
+        return parse_messages(data, any_role=any_role)
     except TemplateError as exc:
         raise CliError(f"{path}: {exc}") from None

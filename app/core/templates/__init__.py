@@ -6,8 +6,10 @@
     fit_to_context(template, messages, n_ctx, count_tokens, reserve) -> RenderedPrompt
     TemplateRegistry(): all(), get(id), create/update/duplicate/delete for user templates
 
-Modules: model (data + TemplateError), sandbox (Jinja for untrusted templates), render,
-detect, registry (files), fit (context). No Qt here.
+Modules: model (data + TemplateError), sandbox (Jinja for untrusted templates) with limits
+(size checks), render_worker (the child process untrusted templates render in), system_role
+(a system prompt for templates without one), render, detect, registry (files), fit (context).
+No Qt here.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from app.core.templates.fit import fit_to_context
 from app.core.templates.model import (GGUF_ID, PromptTemplate, RenderedPrompt, TemplateError,
                                       TurnFormat, parse_messages)
 from app.core.templates.registry import TemplateRegistry
-from app.core.templates.render import gguf_template, render, validate
+from app.core.templates.render import gguf_template, render, render_many, takes_any_role, \
+    validate
 
 __all__ = [
     "Detection", "GGUF_ID", "PromptTemplate", "RenderedPrompt", "TemplateError",
     "TemplateRegistry", "TurnFormat", "detect", "detect_for_model", "fit_to_context",
-    "gguf_template", "parse_messages", "render", "template_for_model", "validate",
+    "gguf_template", "parse_messages", "render", "render_many", "takes_any_role",
+    "template_for_model", "validate",
 ]
 
 

@@ -6,11 +6,12 @@ A turn is a user message with the replies that follow it. The system prompt is n
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from app.core.templates.model import PromptTemplate, RenderedPrompt, TemplateError, \
     parse_messages
-from app.core.templates.render import label, render
+from app.core.templates.render import label, render, takes_any_role
 
 
 def _turns(body: list[dict[str, str]]) -> list[list[dict[str, str]]]:
@@ -30,7 +31,10 @@ def fit_to_context(template: PromptTemplate, messages: Sequence[Mapping[str, Any
     """Render the most recent part of the conversation that fits: prompt tokens + `reserve`
     (room for the reply) <= n_ctx. `count_tokens` counts a text's tokens; one more is counted
     when the engine will add a BOS. RenderedPrompt.dropped_turns tells the UI what was cut."""
-    conversation = parse_messages(messages)
+    try:
+        conversation = parse_messages(messages, any_role=takes_any_role(template))
+    except TemplateError as exc:
+        raise TemplateError(f"{label(template)}: {exc}") from None
     head = conversation[:1] if conversation and conversation[0]["role"] == "system" else []
     turns = _turns(conversation[len(head):])
 
@@ -62,5 +66,4 @@ def fit_to_context(template: PromptTemplate, messages: Sequence[Mapping[str, Any
         else:
             low = mid + 1
     dropped, rendered = best
-    return RenderedPrompt(text=rendered.text, stop=rendered.stop, add_bos=rendered.add_bos,
-                          template_id=rendered.template_id, dropped_turns=dropped)
+    return replace(rendered, dropped_turns=dropped)

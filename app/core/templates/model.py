@@ -100,6 +100,8 @@ class RenderedPrompt:
     add_bos: bool
     template_id: str
     dropped_turns: int = 0
+    notes: tuple[str, ...] = ()  # what the rendering changed, for the user (e.g. the system
+    #                              prompt moved into the first user message)
 
 
 def template_from_dict(data: Any, *, origin: str, where: str) -> PromptTemplate:
@@ -162,9 +164,11 @@ def template_from_dict(data: Any, *, origin: str, where: str) -> PromptTemplate:
     )
 
 
-def parse_messages(data: Any) -> list[dict[str, str]]:
+def parse_messages(data: Any, *, any_role: bool = False) -> list[dict[str, str]]:
     """Check a conversation: a list of {"role", "content"} objects (a user message may also
-    carry "input", Alpaca's second field). Returns plain dicts; raises TemplateError."""
+    carry "input", Alpaca's second field). Returns plain dicts; raises TemplateError.
+    any_role: roles other than system/user/assistant (a model's own template may know
+    `tool` or `assistant_tool_call`) pass, for the template itself to accept or refuse."""
     if not isinstance(data, Sequence) or isinstance(data, (str, bytes)):
         raise TemplateError("a conversation is a list of {\"role\", \"content\"} objects")
     out: list[dict[str, str]] = []
@@ -172,8 +176,9 @@ def parse_messages(data: Any) -> list[dict[str, str]]:
         if not isinstance(item, Mapping):
             raise TemplateError(f"message {i} is not an object with \"role\" and \"content\"")
         role, content = item.get("role"), item.get("content")
-        if role not in ROLES:
-            raise TemplateError(f"message {i} has role {role!r}; use system, user or assistant")
+        if role not in ROLES and not (any_role and isinstance(role, str) and role.strip()):
+            raise TemplateError(f"message {i} has role {role!r}; use system, user or assistant"
+                                + ("" if any_role else "; this template knows no other"))
         if not isinstance(content, str):
             raise TemplateError(f"message {i} has no text \"content\"")
         extra = set(item) - {"role", "content", "input"}

@@ -7,7 +7,8 @@ from typing import Any, Mapping, Sequence
 
 from app.core.templates.model import (GGUF_ID, PromptTemplate, RenderedPrompt, TemplateError,
                                       parse_messages)
-from app.core.templates.sandbox import render_jinja
+from app.core.templates.render_worker import render_untrusted
+from app.core.templates.system_role import render_chat
 
 # End-of-turn markers of the common chat formats: when a GGUF template writes one, the model
 # was trained to emit it at the end of its reply, so it is a stop string.
@@ -19,6 +20,13 @@ def label(template: PromptTemplate) -> str:
     return template.name if template.id == GGUF_ID else f"template {template.id!r}"
 
 
+def takes_any_role(template: PromptTemplate) -> bool:
+    """A Jinja template that is not one of Corral's (a model's own, a user's) decides itself
+    which roles it takes (`tool`, `assistant_tool_call`…); the built-in formats know only
+    system, user and assistant."""
+    return template.format == "jinja" and template.origin != "builtin"
+
+
 def render(template: PromptTemplate, messages: Sequence[Mapping[str, Any]], *,
            system: str | None = None, add_generation_prompt: bool = True,
            variables: Mapping[str, str] | None = None) -> RenderedPrompt:
@@ -26,35 +34,51 @@ def render(template: PromptTemplate, messages: Sequence[Mapping[str, Any]], *,
 
     The system prompt is, in order: `system` when given ("" means none), else a leading system
     message, else the template's default. The text carries BOS/EOS strings exactly where the
-    reference format puts them; `add_bos` says whether the engine must still add a BOS token."""
+    reference format puts them; `add_bos` says whether the engine must still add a BOS token;
+    `notes` say what the rendering had to change (a system prompt moved into a user message)."""
+    return render_many(template, [messages], system=system,
+                       add_generation_prompt=add_generation_prompt, variables=variables)[0]
+
+
+def render_many(template: PromptTemplate, conversations: Sequence[Sequence[Mapping[str, Any]]],
+                *, system: str | None = None, add_generation_prompt: bool = True,
+                variables: Mapping[str, str] | None = None) -> list[RenderedPrompt]:
+    """render() for several conversations at once: a model's own template renders them in
+    the render worker in one round trip (fit_to_context tries several lengths)."""
+    values = {**template.variables, **(variables or {})}
+    prepared = [_prepare(template, messages, system) for messages in conversations]
+    if template.format == "turns":
+        texts = [(_render_turns(template, effective, body, add_generation_prompt), [])
+                 for effective, _, body in prepared]
+    elif template.format == "jinja":
+        texts = _render_jinja(template, prepared, add_generation_prompt, values)
+    elif template.format == "preset":
+        texts = [(_render_preset(template, effective, body, values), [])
+                 for effective, _, body in prepared]
+    else:
+        raise TemplateError(f"{label(template)}: unknown format {template.format!r}")
+    bos = template.bos_token
+    return [RenderedPrompt(text=text, stop=list(template.stop),
+                           add_bos=template.add_bos and not (bos and text.startswith(bos)),
+                           template_id=template.id, notes=tuple(notes))
+            for text, notes in texts]
+
+
+def _prepare(template: PromptTemplate, messages: Sequence[Mapping[str, Any]],
+             system: str | None) -> tuple[str, bool, list[dict[str, str]]]:
+    """(the system prompt, whether it is the template's default, the other messages)."""
     try:
-        conversation = parse_messages(messages)
+        conversation = parse_messages(messages, any_role=takes_any_role(template))
     except TemplateError as exc:
         raise TemplateError(f"{label(template)}: {exc}") from None
     leading = conversation[0]["content"] if conversation and conversation[0]["role"] == "system" \
         else None
     body = conversation[1:] if leading is not None else conversation
     if system is not None:
-        effective, is_default = system, False
-    elif leading is not None:
-        effective, is_default = leading, False
-    else:
-        effective, is_default = template.default_system, True
-    values = {**template.variables, **(variables or {})}
-
-    if template.format == "turns":
-        text = _render_turns(template, effective, body, add_generation_prompt)
-    elif template.format == "jinja":
-        text = _render_jinja(template, effective, is_default, body, add_generation_prompt, values)
-    elif template.format == "preset":
-        text = _render_preset(template, effective, body, values)
-    else:
-        raise TemplateError(f"{label(template)}: unknown format {template.format!r}")
-
-    bos = template.bos_token
-    add_bos = template.add_bos and not (bos and text.startswith(bos))
-    return RenderedPrompt(text=text, stop=list(template.stop), add_bos=add_bos,
-                          template_id=template.id)
+        return system, False, body
+    if leading is not None:
+        return leading, False, body
+    return template.default_system, True, body
 
 
 def _render_turns(t: PromptTemplate, system: str, body: list[dict[str, str]],
@@ -75,17 +99,23 @@ def _render_turns(t: PromptTemplate, system: str, body: list[dict[str, str]],
     return "".join(parts)
 
 
-def _render_jinja(t: PromptTemplate, system: str, is_default: bool, body: list[dict[str, str]],
-                  add_generation_prompt: bool, values: dict[str, str]) -> str:
+def _render_jinja(t: PromptTemplate, prepared: list[tuple[str, bool, list[dict[str, str]]]],
+                  add_generation_prompt: bool, values: dict[str, str]
+                  ) -> list[tuple[str, list[str]]]:
     if not t.jinja:
         raise TemplateError(f"{label(t)}: the 'jinja' form has no template text")
-    messages = ([{"role": "system", "content": system}] if system else []) + body
-    variables: dict[str, Any] = {**values, "messages": messages,
-                                 "add_generation_prompt": add_generation_prompt,
-                                 "bos_token": t.bos_token, "eos_token": t.eos_token,
-                                 "default_system": t.default_system,
-                                 "system_is_default": is_default, "tools": None}
-    return render_jinja(t.jinja, label(t), variables)
+    jobs = [{**values, "messages": ([{"role": "system", "content": system}] if system else [])
+             + body, "add_generation_prompt": add_generation_prompt,
+             "bos_token": t.bos_token, "eos_token": t.eos_token,
+             "default_system": t.default_system, "system_is_default": is_default, "tools": None}
+            for system, is_default, body in prepared]
+    if t.origin == "builtin":  # Corral's own files: rendered here, no process round trip
+        return [render_chat(t.jinja, label(t), job) for job in jobs]
+    results = render_untrusted(t.jinja, label(t), jobs)
+    for result in results:
+        if isinstance(result, TemplateError):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 def _render_preset(t: PromptTemplate, system: str, body: list[dict[str, str]],

@@ -28,11 +28,14 @@ class ContextMixin:
             stops = conv.options.get("stop")
             shown = stops if stops is not None else list(template.stop)
             self.s.inspector.set_stops(shown, stops is not None)
+            notes: tuple[str, ...] = ()
             try:
-                text = render(template, messages, system=conv.system_prompt).text
+                rendered = render(template, messages, system=conv.system_prompt)
+                text, notes = rendered.text, rendered.notes
             except TemplateError as exc:
                 text = f"({exc})"
             self.s.inspector.set_prompt(text, "Next prompt (with your draft)")
+            self.s.inspector.set_notes(notes)
             if messages:
                 request = ReplyRequest(str(model.path), params=resolve.sampling_from(params),
                                        template=template, messages=tuple(messages),
@@ -44,6 +47,7 @@ class ContextMixin:
             self.s.inspector.set_stops(stops if stops is not None else
                                        list(preset.stop if preset else ()), stops is not None)
             self.s.inspector.set_prompt(text, "Prompt: the text in the editor, sent as is")
+            self.s.inspector.set_notes(())
             if text.strip():
                 request = ReplyRequest(str(model.path), params=resolve.sampling_from(params),
                                        prompt=text)

@@ -85,6 +85,14 @@ class PromptInspector(QWidget):
         self._override_timer.timeout.connect(
             lambda: self.override.isChecked() and self.overrideChanged.emit(self.prompt.toPlainText()))
         self.prompt.textChanged.connect(lambda: self._quiet or self._override_timer.start())
+        # What the rendering had to change, e.g. a system prompt the model's template has no
+        # place for, moved into the first user message.
+        self.notes = muted(QLabel())
+        self.notes.setWordWrap(True)
+        self.notes.setTextFormat(Qt.TextFormat.PlainText)
+        self.notes.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.notes.hide()
+        lay.addWidget(self.notes)
         self.tokens = muted(QLabel())
         self.tokens.setWordWrap(True)
         self.tokens.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -129,6 +137,10 @@ class PromptInspector(QWidget):
         self.prompt.setPlainText(text)
         self._quiet = False
         self.caption.setText(caption)
+
+    def set_notes(self, notes: list[str] | tuple[str, ...]) -> None:
+        self.notes.setText("\n".join(f"Note: {note}" for note in notes))
+        self.notes.setVisible(bool(notes))
 
     def set_tokens(self, text: str) -> None:
         self.tokens.setText(text)
