@@ -250,7 +250,7 @@ def test_sampling_values_are_checked_in_one_place():
 
 def test_text_that_is_not_utf8_is_refused_and_the_model_stays_loaded(engine):
     pid = engine._runner.proc.pid
-    for bad in ("hi \ud800", "caf\udce9"):  # a lone surrogate; an undecodable argv byte
+    for bad in ("hi \ud800", "caf\udce9"):  # a lone surrogate; an undecodable argv byte, escaped
         with pytest.raises(EngineError, match=r"the prompt holds .* at character"):
             engine.generate(bad, GREEDY)
         with pytest.raises(EngineError, match="the text to count holds"):

@@ -330,14 +330,10 @@ def test_client_leaving_while_queued_is_dropped(server):
 
 # --------------------------------------------------------------------------- the command
 
-RUN_CLI = ("import sys, app.cli as cli; "
-           "cli.COMMAND_MODULES = tuple(dict.fromkeys(cli.COMMAND_MODULES + "
-           "('app.cli.serve_cmd', 'app.cli.servers_cmd'))); sys.exit(cli.main())")
-
-
 def corral_process(home, *args, **kw) -> subprocess.Popen:
+    """The shipped command, as `python -m app` (nothing re-registered here)."""
     env = dict(os.environ, CORRAL_HOME=str(home), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-c", RUN_CLI, *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "app", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 

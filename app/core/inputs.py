@@ -24,14 +24,16 @@ class InputError(ValueError):
     """Input that cannot be used; the message names it and says what is wrong."""
 
 
-def text_problem(text: str) -> str | None:
-    """None for text that encodes as UTF-8; else what is wrong and where, e.g.
-    "holds a byte that is not UTF-8 (0xff) at character 3"."""
+def text_problem(text: str, *, from_bytes: bool = False) -> str | None:
+    """None for text that encodes as UTF-8; else what is wrong and where, e.g. "holds a lone
+    surrogate (\\ud800) at character 3". `from_bytes`: the text was decoded from bytes with
+    surrogate escapes (a command-line argument, a file name), so U+DC80…U+DCFF are bytes that
+    were not UTF-8 and are named as such."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(text[exc.start])
-        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode / argv's surrogate escape of a raw byte
+        if from_bytes and 0xDC80 <= code <= 0xDCFF:
             return f"holds a byte that is not UTF-8 (0x{code - 0xDC00:02x}) at character {exc.start}"
         return (f"holds a lone surrogate (\\u{code:04x}) at character {exc.start}, "
                 f"which is not a character")

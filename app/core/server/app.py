@@ -3,7 +3,10 @@
 Routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, POST /v1/completions.
 `Guard` (plain ASGI, outermost after CORS) applies the safety rules to every request before any
 route runs: the Host header on a loopback bind (no DNS rebinding), the API key, the body size
-limit, and JSON bodies only (so a web page cannot post a "simple" form to the local server).
+limit and deadline, and JSON bodies only (so a web page cannot post a "simple" form to the
+local server). A body is then parsed once, bounded in depth and checked to hold only text that
+can be encoded (`_read_json`); a request's head and an idle connection have deadlines too
+(run.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +25,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.core.engine import Engine
+from app.core.inputs import bad_json
 from app.core.library import Library, LibraryError, LocalModel
 from app.core.server import schema
 from app.core.server.errors import APIError, send_error
@@ -43,6 +48,10 @@ class ServeConfig:
     cors: tuple[str, ...] = ()        # origins allowed to call from a browser; none by default
     max_queue: int = 8                # requests waiting behind the running one
     max_body: int = 4 * 1024 * 1024   # bytes
+    max_depth: int = 64               # nesting of a JSON body
+    header_timeout: float = 10.0      # seconds for a request's head to arrive, from its first byte
+    body_timeout: float = 60.0        # seconds for a request's body to arrive, from its head
+    idle_timeout: float = 5.0         # seconds an idle keep-alive connection stays open
     threads: int | None = None        # llama.cpp threads (None: the settings' or the machine's)
 
 
@@ -50,8 +59,12 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_NAMES or host.startswith("127.")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BadBody(Exception):
+    """Raised from inside the app while it reads the body; Guard answers `error`."""
+
+    def __init__(self, error: APIError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class Guard:
@@ -71,15 +84,25 @@ class Guard:
         if refused:
             return await send_error(send, refused, [(b"www-authenticate", b"Bearer")]
                                     if refused.status == 401 else [])
-        limit, seen, started = self.config.max_body, 0, False
+        limit, seen, started, body_done = self.config.max_body, 0, False, False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.body_timeout
 
         async def counted_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # e.g. a stream watching for the client to leave: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise _BadBody(APIError(408, f"the request body did not arrive within "
+                                             f"{self.config.body_timeout:g} s",
+                                        code="request_timeout")) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    raise _BadBody(self._too_large())
             return message
 
         async def tracked_send(message):
@@ -89,9 +112,9 @@ class Guard:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
+        except _BadBody as exc:
             if not started:
-                await send_error(send, self._too_large())
+                await send_error(send, exc.error, [(b"connection", b"close")])
 
     def _too_large(self) -> APIError:
         return APIError(413, f"the request body is larger than the limit of "
@@ -233,12 +256,26 @@ class GenerationResponse:
 # --------------------------------------------------------------------------- routes
 
 async def _read_json(request: Request) -> Any:
+    """The body's JSON: valid, nested at most max_depth deep, every string encodable text
+    (a lone surrogate reached the runner and killed it). Else 400 naming the field."""
     body = await request.body()
+    depth = request.app.state.config.max_depth
     try:
-        return json.loads(body)
+        data = json.loads(body)
+    except RecursionError:
+        data = None
+        bad: tuple[str, str] | None = ("the body", f"is nested more than {depth} levels deep")
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}",
                        code="invalid_json") from None
+    else:
+        bad = bad_json(data, depth)
+    if bad:
+        where, problem = bad
+        param = None if where == "the body" else re.split(r"[.\[]", where, maxsplit=1)[0]
+        raise APIError(400, f"{where} {problem}", code="invalid_json" if param is None
+                       else "invalid_value", param=param)
+    return data
 
 
 def _resolve(app_state, name: str) -> LocalModel:
@@ -303,10 +340,11 @@ async def get_model(request: Request):
     return JSONResponse(_model_entry(model))
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
     headers = {"Retry-After": "1"} if exc.status == 429 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    return Response(exc.json_bytes(), status_code=exc.status, headers=headers,
+                    media_type="application/json")
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

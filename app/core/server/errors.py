@@ -6,7 +6,7 @@ import json
 
 # status → OpenAI's error type for it
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-          405: "invalid_request_error", 413: "invalid_request_error",
+          405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
           415: "invalid_request_error", 421: "invalid_request_error",
           429: "rate_limit_error", 500: "server_error", 503: "server_error"}
 
@@ -28,7 +28,10 @@ class APIError(Exception):
                           "param": self.param}}
 
     def json_bytes(self) -> bytes:
-        return json.dumps(self.body(), ensure_ascii=False).encode()
+        try:
+            return json.dumps(self.body(), ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate quoted from somewhere: escape it
+            return json.dumps(self.body()).encode()
 
 
 async def send_error(send, error: APIError, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:

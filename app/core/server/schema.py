@@ -3,7 +3,8 @@
 Only what Corral can honour is accepted. Fields that would change the answer but cannot be done
 here (n > 1, logprobs, tools, a JSON response_format, penalties other than repeat_penalty) are
 refused with a 400 that names them, rather than silently ignored; fields that change nothing
-(user, metadata, …) are ignored.
+(user, metadata, …) are ignored. Sampling values are checked by the engine's own
+`SamplingParams` (one set of bounds for every face); this module only names the field.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.engine import Stats
+from app.core.engine import SamplingError, SamplingParams, Stats
 from app.core.server.errors import APIError
 
 CHAT, COMPLETION = "chat", "completion"
-MAX_STOPS = 16
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n",
+                   "seed")
 
 
 @dataclass
@@ -44,20 +46,6 @@ def _bad(message: str, param: str | None = None, code: str | None = "invalid_val
     return APIError(400, message, code=code, param=param)
 
 
-def _number(body: dict, name: str, *, low: float | None = None, high: float | None = None,
-            integer: bool = False) -> Any:
-    value = body.get(name)
-    if value is None:
-        return None
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok:
-        raise _bad(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}", name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _bad(f"{name} must be {bounds}, not {value!r}", name)
-    return value
-
-
 def _stops(body: dict) -> tuple[str, ...]:
     stop = body.get("stop")
     if stop is None:
@@ -66,8 +54,6 @@ def _stops(body: dict) -> tuple[str, ...]:
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise _bad("stop must be a string or a list of strings", "stop")
-    if len(stop) > MAX_STOPS:
-        raise _bad(f"stop takes at most {MAX_STOPS} strings", "stop")
     return tuple(s for s in stop if s)
 
 
@@ -154,25 +140,20 @@ def parse(body: Any, kind: str) -> GenerationRequest:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise _bad("stream_options must be an object", "stream_options")
-    max_tokens = _number(body, "max_tokens", low=1, integer=True)
-    if max_tokens is None:
-        max_tokens = _number(body, "max_completion_tokens", low=1, integer=True)
-    sampling = {
-        "temperature": _number(body, "temperature", low=0, high=2),
-        "top_p": _number(body, "top_p", low=0, high=1),
-        "top_k": _number(body, "top_k", low=0, integer=True),
-        "min_p": _number(body, "min_p", low=0, high=1),
-        "repeat_penalty": _number(body, "repeat_penalty", low=0),
-        "repeat_last_n": _number(body, "repeat_last_n", low=-1, integer=True),
-        "seed": _number(body, "seed", integer=True),
-        "stop": _stops(body),
-    }
+    max_name = "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
+    max_tokens = body.get(max_name)
+    sampling = {k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None}
+    sampling["stop"] = _stops(body)
+    try:
+        SamplingParams(**sampling, **({} if max_tokens is None else {"max_tokens": max_tokens}))
+    except SamplingError as exc:
+        param = max_name if exc.field == "max_tokens" else exc.field
+        raise _bad(f"{param} {exc.problem}", param) from None
     return GenerationRequest(
         kind=kind, model=model, stream=stream, include_usage=bool(options.get("include_usage")),
         messages=_messages(body) if kind == CHAT else None,
         prompt=_prompt(body) if kind == COMPLETION else None,
-        max_tokens=max_tokens or 0, template=template,
-        sampling={k: v for k, v in sampling.items() if v is not None})
+        max_tokens=max_tokens or 0, template=template, sampling=sampling)
 
 
 # --------------------------------------------------------------------------- replies

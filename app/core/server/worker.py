@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.core.engine import EngineError, Generation, Stats
+from app.core.engine import EngineError, Generation, SamplingError, Stats
 from app.core.library import LibraryError, LocalModel
 from app.core.server.errors import APIError
 from app.core.server.local import ContextOverflow, LocalBackend, Prepared
@@ -216,6 +216,8 @@ class EngineWorker:
             job.post("done", job.stats)
         except APIError as exc:
             job.post("error", exc)
+        except SamplingError as exc:  # the request's values with the model's saved ones
+            job.post("error", APIError(400, str(exc), code="invalid_value", param=exc.field))
         except EngineError as exc:
             job.stats = job.generation.stats if job.generation else None
             job.post("error", APIError(500, str(exc), code="engine_error"))
