@@ -126,7 +126,7 @@ def test_too_many_or_too_long_stop_strings_are_refused(server, loaded):
 def test_deeply_nested_json_is_a_400(server, loaded, body):
     r = post(server, "/completions", body)
     assert r.status_code == 400, r.text
-    assert "nested more than 64 levels deep" in r.json()["error"]["message"]
+    assert "nested too deeply (more than 64 levels)" in r.json()["error"]["message"]
     still_serving(server, loaded)
 
 

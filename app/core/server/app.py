@@ -28,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.core import statefile
 from app.core.engine import Engine
-from app.core.inputs import bad_json
+from app.core.inputs import bad_text
 from app.core.library import Library, LibraryError, LocalModel
 from app.core.server import schema
 from app.core.server.errors import APIError, send_error
@@ -256,25 +257,20 @@ class GenerationResponse:
 # --------------------------------------------------------------------------- routes
 
 async def _read_json(request: Request) -> Any:
-    """The body's JSON: valid, nested at most max_depth deep, every string encodable text
-    (a lone surrogate reached the runner and killed it). Else 400 naming the field."""
+    """The body's JSON: valid, nested at most max_depth deep (the one bounded JSON parser,
+    statefile.parse), every string encodable text (a lone surrogate reached the runner and
+    killed it). Else 400 naming the field."""
     body = await request.body()
-    depth = request.app.state.config.max_depth
     try:
-        data = json.loads(body)
-    except RecursionError:
-        data = None
-        bad: tuple[str, str] | None = ("the body", f"is nested more than {depth} levels deep")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"the request body is not valid JSON: {exc}",
-                       code="invalid_json") from None
-    else:
-        bad = bad_json(data, depth)
+        data = statefile.parse(body, request.app.state.config.max_depth)
+    except statefile.Damaged as exc:
+        raise APIError(400, f"the request body {exc}", code="invalid_json") from None
+    bad = bad_text(data)
     if bad:
         where, problem = bad
-        param = None if where == "the body" else re.split(r"[.\[]", where, maxsplit=1)[0]
-        raise APIError(400, f"{where} {problem}", code="invalid_json" if param is None
-                       else "invalid_value", param=param)
+        param = re.split(r"[.\[]", where, maxsplit=1)[0]
+        raise APIError(400, f"{where} {problem}", code="invalid_value",
+                       param=None if param == "the value" else param)
     return data
 
 
