@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   - create .venv if missing, install Corral into it, open the window
+#   make run   - create .venv if missing, install Corral into it, open the window (as root with
+#                apt, it first installs the system libraries the window needs that are missing)
 #   make test  - the same set-up, then the whole test suite and the core/GUI import contract
 # The first install compiles llama-cpp-python from source (~8 minutes on 2 cores); pip caches
 # the wheel, so later installs take seconds.
@@ -17,8 +18,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-run: $(STAMP)
-	$(VENV)/bin/corral
+run: $(STAMP) system-deps
+	$(VENV)/bin/corral $(ARGS)
+
+# The system libraries Qt's window needs that are missing here (Debian/Ubuntu names): installed
+# when this runs as root with apt; otherwise `corral` names them with the command to run.
+.PHONY: system-deps
+system-deps: $(STAMP)
+	@pkgs="$$($(PY) -m app.gui.platform_check --debian-packages)"; \
+	if [ -n "$$pkgs" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing the system libraries the window needs: $$pkgs"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$pkgs \
+			|| { apt-get update && apt-get install -y --no-install-recommends $$pkgs; }; \
+	fi
 
 test: $(STAMP)
 	cd $(CURDIR) && $(VENV)/bin/lint-imports

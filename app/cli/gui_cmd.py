@@ -18,6 +18,14 @@ def argparse_suppress() -> str:
 
 
 def run(args) -> int:
+    from app.cli._common import CliError
+    from app.gui.platform_check import window_problem
+
+    # Before Qt is imported: where Qt's platform plugin cannot load (missing system libraries,
+    # no display), Qt aborts the process with a signal; say what to do instead.
+    problem = window_problem()
+    if problem:
+        raise CliError(problem)
     from app.gui.app import run_app  # Qt is imported only when the window is wanted
 
     return run_app(quit_after_show=args.quit_after_show)
