@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 from app.core import hub as hub_module  # noqa: E402
 from app.core.gguf_info import GGUFError  # noqa: E402
 from app.core.hub import HubClient, HubError  # noqa: E402
+from app.core.retry import RetryPolicy  # noqa: E402
 from app.testing import models  # noqa: E402
 from app.testing.hub_server import local_hub  # noqa: E402,F401  (a fixture)
 
@@ -38,9 +39,12 @@ def hub(local_hub, gguf_file):
     return local_hub
 
 
+FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01)
+
+
 @pytest.fixture
 def client(hub):
-    return HubClient(endpoint=hub.url, token="hf_no_access")
+    return HubClient(endpoint=hub.url, token="hf_no_access", retry=FAST_RETRY)
 
 
 def test_search_finds_gguf_repos_sorted_three_ways(client):
@@ -94,11 +98,13 @@ def test_gated_repo_says_to_add_a_token(hub):
     assert HubClient(endpoint=hub.url, token=hub.token).file_metadata(REPO, "tiny.F32.gguf").size
 
 
-def test_server_error_is_retryable_with_the_status(hub, client):
+def test_server_error_is_retried_then_reported_with_the_status(hub, client):
     hub.set_faults(REPO, "tiny.F32.gguf", status=500)
     with pytest.raises(HubError) as err:
         client.file_metadata(REPO, "tiny.F32.gguf")
-    assert err.value.kind == "server" and err.value.retryable and "500" in str(err.value)
+    assert err.value.kind == "server" and err.value.gave_up and not err.value.retryable
+    assert "500" in str(err.value) and "gave up after 3 attempts" in str(err.value)
+    assert len(hub.file_requests(REPO, "tiny.F32.gguf", "HEAD")) == 3
 
 
 def test_unreachable_hub_is_a_network_error():
@@ -106,7 +112,7 @@ def test_unreachable_hub_is_a_network_error():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket is closed
     with pytest.raises(HubError) as err:
-        HubClient(endpoint=f"http://127.0.0.1:{port}").file_metadata(REPO, "x.gguf")
+        HubClient(endpoint=f"http://127.0.0.1:{port}", retry=FAST_RETRY).file_metadata(REPO, "x.gguf")
     assert err.value.kind == "network" and "could not reach" in str(err.value)
 
 

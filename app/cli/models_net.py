@@ -5,7 +5,10 @@
     corral models search QUERY [--sort downloads|likes|recent] [--limit N] [--files]
 
 pull shows a progress bar on stderr; Ctrl+C pauses (the partial file is kept) and running the same
-command again resumes. The file is verified (size and sha256) before it enters the models folder.
+command again resumes. The file's GGUF header is checked on the hub first and the file is verified
+(size and sha256) before it enters the models folder: both in the download manager (app.core), so
+the window does exactly the same. A pull of a file another Corral process is downloading follows
+that download to its end. Hub calls that stall or drop are retried, with a line saying so.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def _hub():
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     # offline=None: the settings' offline switch, else HF_HUB_OFFLINE
-    return HubClient(token=settings.hf_token, offline=True if settings.offline else None), settings
+    return HubClient(token=settings.hf_token, offline=True if settings.offline else None,
+                     on_retry=lambda text: print(f"corral: {text}", file=sys.stderr, flush=True)), settings
 
 
 def _resolve(args) -> tuple[str, str, int | None, str | None]:
@@ -83,9 +87,9 @@ def _resolve(args) -> tuple[str, str, int | None, str | None]:
 
 
 def cmd_pull(args) -> int:
-    from app.core.downloads import DONE, FAILED, PAUSED, AlreadyDownloaded, DownloadError, DownloadManager
-    from app.core.gguf_info import GGUFError
-    from app.core.hub import HubError
+    from app.core.downloads import (DONE, FAILED, PAUSED, AlreadyDownloaded, DownloadError, DownloadManager,
+                                    verified_text)
+    from app.core.memory_plan import format_bytes
     from app.core.paths import get_paths
 
     repo, filename, size, sha256 = _resolve(args)
@@ -98,36 +102,42 @@ def cmd_pull(args) -> int:
                               on_complete=_register)
     for note in manager.notices:
         print(note, file=sys.stderr)
-    existing = manager.find(repo, filename)
-    if not args.no_check and not (existing and existing.bytes_done):
-        try:
-            check = hub.read_header(repo, filename, args.revision)
-        except (HubError, GGUFError) as exc:
-            raise CliError(str(exc)) from None
-        info = check.info
-        print(f"{repo}/{filename}: {info.architecture or '?'} {info.parameters_label}, {info.quantization}, "
-              f"context {info.context_length or '?'}, "
-              f"{'chat template included' if info.chat_template else 'no chat template'}", file=sys.stderr)
+    told = len(manager.notices)
     try:
-        job = manager.enqueue(repo, filename, revision=args.revision, size=size, sha256=sha256)
+        job = manager.enqueue(repo, filename, revision=args.revision, size=size, sha256=sha256,
+                              check=not args.no_check)
     except AlreadyDownloaded as exc:
         print(f"Already downloaded: {exc.path}")
         return 0
     except DownloadError as exc:
         raise CliError(str(exc)) from None
-    if job.bytes_done:
+    if job.bytes_done and job.state not in ("downloading", "verifying"):
         print(f"Resuming {filename} from {job.bytes_done:,} bytes", file=sys.stderr)
     started = time.monotonic()
     manager.start([job.id])
+    followed = False
     try:
         while True:  # short waits keep Ctrl+C responsive
+            if not followed and not manager.runs(job.id) and manager.get(job.id).state in ("downloading",
+                                                                                          "verifying"):
+                followed = True
+                print(f"{filename} is being downloaded by another Corral process (the window or another "
+                      "pull); waiting for it to finish (Ctrl+C stops waiting).", file=sys.stderr)
             try:
                 job = manager.wait(job.id, {DONE, FAILED, PAUSED}, timeout=0.5)
                 break
             except TimeoutError:
                 continue
     except KeyboardInterrupt:
-        manager.pause(job.id)
+        if not manager.runs(job.id) and manager.get(job.id).state in ("downloading", "verifying"):
+            manager.shutdown()
+            bar.finish()
+            print(f"Stopped waiting; the other Corral process goes on downloading {filename}.", file=sys.stderr)
+            return 130
+        try:
+            manager.pause(job.id)
+        except DownloadError:
+            pass
         job = manager.wait(job.id, {DONE, FAILED, PAUSED}, timeout=manager.stall_timeout + 10)
         manager.shutdown()
         bar.finish()
@@ -136,13 +146,27 @@ def cmd_pull(args) -> int:
             return 130
     manager.shutdown()
     bar.finish()
+    for note in manager.notices[told:]:  # e.g. the queue could not be saved
+        print(f"corral: {note}", file=sys.stderr)
+    if job.state == PAUSED:
+        raise CliError(f"{filename} was paused by another Corral process"
+                       + (f" ({job.message})" if job.message and job.message != "paused" else "")
+                       + "; run the same command again to resume it.")
     if job.state != DONE:
         raise CliError(job.message or f"download {job.state}")
+    if job.verified == "existing":
+        print(f"Already downloaded: {job.path}")
+        return 0
+    if followed:
+        print(f"Downloaded by another Corral process: {filename}; {verified_text(job) or 'done'}",
+              file=sys.stderr)
+        print(job.path)
+        return 0
     elapsed = max(time.monotonic() - started, 1e-6)
-    from app.core.memory_plan import format_bytes
-    print(f"Downloaded {filename} ({format_bytes(job.size)} in {elapsed:.1f} s, "
-          f"{format_bytes(job.size / elapsed)}/s), sha256 verified{'; ' + job.message if job.message else ''}",
-          file=sys.stderr)
+    got = job.bytes_done or job.size or 0
+    extra = [t for t in (verified_text(job), job.message) if t]
+    print(f"Downloaded {filename} ({format_bytes(got)} in {elapsed:.1f} s, {format_bytes(got / elapsed)}/s)"
+          + "".join(f"; {t}" for t in dict.fromkeys(extra)), file=sys.stderr)
     print(job.path)
     return 0
 
@@ -181,7 +205,7 @@ class ProgressBar:
             filled = int(frac * BAR_WIDTH)
             eta = "--:--" if event.eta is None else _clock(event.eta)
             text = (f"{frac:4.0%} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
-                    f"{format_bytes(job.bytes_done)} / {format_bytes(job.size)}  "
+                    f"{format_bytes(job.bytes_done)} / {format_bytes(job.size) if job.size else '?'}  "
                     f"{format_bytes(event.speed or 0)}/s  ETA {eta}")
             if self.tty:
                 self.stream.write("\r" + text.ljust(78))

@@ -8,6 +8,11 @@ file changed, the partial is of another file and starts again from zero.
 Everything here runs on the job's worker thread; `stop` (a threading.Event) is checked between
 chunks, so pause and cancel take effect within one chunk (or one stall timeout while the server
 sends nothing).
+
+A verified partial is put in the models folder with `install()`, which never replaces a file:
+when the name is taken (a model imported meanwhile, a file from another repository), the
+download takes the next free name, `NAME-2.gguf`, `NAME-3.gguf`… (the library's own way of
+telling two models with one name apart).
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from app.core.fileops import place_new
 from app.core.hub import FileMetadata, HubClient
 from app.core.paths import PARTIAL_DIR
-from app.core.settings import read_json, write_json_atomic
+from app.core.retry import Interrupted
+from app.core import statefile
+from app.core.statefile import write_json_atomic
 
 FILE_BUFFER = 1 << 20   # bytes buffered before a write reaches the OS (no per-chunk fsync)
 READ_BLOCK = 4 << 20    # when re-hashing a partial
@@ -29,14 +37,23 @@ WRITEBACK_EVERY = 64 << 20  # sync to disk in the background this often (see _Fl
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 OpenFile = Callable[[Path, str], BinaryIO]
+# The sidecar is Corral's own note on a partial: one it cannot read means "start again from zero".
+SIDECAR_SCHEMA = statefile.Schema(default=lambda: None, cache=True,
+                                  check=lambda value, problems: statefile.expect(value, dict))
 
 
 def default_open(path: Path, mode: str) -> BinaryIO:
     return open(path, mode, buffering=FILE_BUFFER)
 
 
-class Interrupted(Exception):
-    """pause(), cancel() or shutdown() asked this job to stop."""
+__all__ = ["PARTIAL_DIR", "Interrupted", "TransferFailed", "Transfer", "default_open", "disk_full",
+           "file_sha256", "free_name", "STATES"]
+
+# A job's states (see downloads.py): queued → downloading → verifying → done, or paused / failed /
+# cancelled.
+QUEUED, DOWNLOADING, PAUSED, VERIFYING, DONE, FAILED, CANCELLED = (
+    "queued", "downloading", "paused", "verifying", "done", "failed", "cancelled")
+STATES = (QUEUED, DOWNLOADING, PAUSED, VERIFYING, DONE, FAILED, CANCELLED)
 
 
 class TransferFailed(Exception):
@@ -77,7 +94,7 @@ class Transfer:
     def prepare(self, meta: FileMetadata, expected_sha256: str | None) -> int:
         """Make the partial a checked prefix of the file `meta` describes; return its length."""
         self.meta = meta
-        sidecar = read_json(self.sidecar, default=None) if self.sidecar.exists() else None
+        sidecar = statefile.load(self.sidecar, SIDECAR_SCHEMA).value
         have = self.size_on_disk()
         if have and (not isinstance(sidecar, dict) or sidecar.get("etag") != meta.etag
                      or sidecar.get("size") != meta.size):
@@ -163,6 +180,20 @@ class Transfer:
     def digest(self) -> str:
         return self._hasher.hexdigest()
 
+    def install(self, folder: Path, name: str) -> Path:
+        """Move the verified partial into `folder` as `name`, or as the next free name when a file
+        of that name is there (see free_name); never over another file. Returns where it went."""
+        for n in range(1, 1000):
+            dest = folder / free_name(name, n)
+            try:
+                place_new(self.part, dest)
+            except FileExistsError:
+                continue
+            self.sidecar.unlink(missing_ok=True)
+            _fsync_dir(folder)
+            return dest
+        raise FileExistsError(errno.EEXIST, "every alternative name is taken", str(folder / name))
+
     @property
     def bytes_done(self) -> int:
         return self._hashed
@@ -215,6 +246,36 @@ def _content_range_start(value: str | None) -> int | None:
         return int(value.split()[1].split("-")[0])
     except (AttributeError, IndexError, ValueError):
         return None
+
+
+def free_name(name: str, n: int) -> str:
+    """`name` for n == 1, else `stem-n.gguf` (model.Q4_K_M.gguf → model.Q4_K_M-2.gguf)."""
+    if n == 1:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}-{n}.{ext}" if dot else f"{name}-{n}"
+
+
+def file_sha256(path: Path, stop: threading.Event) -> str:
+    """The sha256 of a whole file, read in blocks; Interrupted when `stop` is set meanwhile."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(READ_BLOCK):
+            if stop.is_set():
+                raise Interrupted()
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; Windows has no directory handles to sync)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def disk_full(exc: BaseException) -> bool:

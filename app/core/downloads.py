@@ -6,20 +6,30 @@
     manager.wait(job.id)
 
 States: queued → downloading → verifying → done, or paused / failed / cancelled. The queue is saved
-(atomically) in `state_file` at every change of state. Bytes go to Corral's own partial file in
-`<models>/.partial/` (see download_job.py) and are resumed with HTTP Range: after pause(), after
-a dropped or stalled connection (retried with exponential back-off, `max_attempts` in a row
-without progress), and after the process is killed (jobs found "downloading" at start are queued
-again and continue from the partial). Before a job starts, the free disk space is checked; a
-full disk while writing pauses the job and keeps the partial. The finished file's size and sha256
-are checked against the hub's LFS metadata, and only then is it renamed into the models folder
-and `on_complete(path, job)` called; a mismatch fails the job and removes the bad file.
+(atomically) in `state_file` at every change of state. A job is run by download_run.JobRun: the
+file's GGUF header is checked on the hub first (`check_headers`, or `check=` per job), bytes go
+to Corral's own partial file in `<models>/.partial/` (see download_job.py) and are resumed with
+HTTP Range: after pause(), after a dropped or stalled connection (every hub call of a job is
+retried with app.core.retry, `max_attempts` failures in a row without progress), and after the
+process is killed (jobs found "downloading" at start are queued again and continue from the
+partial). Before a job starts, the free disk space is checked; a full disk while writing pauses
+the job and keeps the partial. The finished file's size and sha256 are checked against the hub's
+LFS metadata (`Job.verified` says what could be checked), and only then is it put in the models
+folder, never over another file, and `on_complete(path, job)` called; a mismatch fails the job
+and removes the bad file. A queue that cannot be saved (a full disk) is told in `notices` and
+saved again at the next change; the jobs go on.
+
+File names are checked before anything is queued (hub.check_file_name): what is downloaded is a
+.gguf file the library can list and delete. `enqueue` says AlreadyDownloaded only for a file this
+queue downloaded from the same repository; any other file of that name is looked at by the job.
 
 Processes: the window and `corral models pull` may share one queue file at once. It is read,
 merged and written under a file lock, each manager writing back only the jobs it changed;
-`refresh()` takes in what the others did. A partial file has one writer, the process holding
-its lock: a job another process is running shows as downloading there and is left alone here,
-and is continued here once that process is gone (its lock goes with it, even on SIGKILL).
+`refresh()` takes in what the others did, and a finished ("done") job is never written back as
+anything else. A partial file has one writer, the process holding its lock: a job another
+process is running shows as downloading there and is left alone here (pause and cancel say to
+do it there), `wait()` follows it to its end, and it is continued here once that process is
+gone (its lock goes with it, even on SIGKILL).
 
 Threads: each running job has its own worker thread. `on_event(DownloadEvent)` and `on_complete`
 are called ON THOSE WORKER THREADS (and on the caller's thread for enqueue/pause/resume/cancel),
@@ -43,21 +53,21 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from app.core.download_job import (PARTIAL_DIR, Interrupted, OpenFile, Transfer, TransferFailed,
-                                   default_open, disk_full)
-from app.core.hub import HubClient, HubError
-from app.core.memory_plan import format_bytes
-from app.core.settings import SettingsError, read_json, write_json_atomic
+from app.core.download_job import (CANCELLED, DONE, DOWNLOADING, FAILED, PARTIAL_DIR, PAUSED, QUEUED,
+                                   STATES, VERIFYING, OpenFile, Transfer, default_open, disk_full)
+from app.core.download_run import ELSEWHERE, VERIFIED, JobRun
+from app.core.hub import HubClient, HubError, check_file_name
+from app.core.retry import RetryPolicy
+from app.core import statefile
+from app.core.statefile import Schema, StateFileError, expect, keep_items, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-QUEUED, DOWNLOADING, PAUSED, VERIFYING, DONE, FAILED, CANCELLED = (
-    "queued", "downloading", "paused", "verifying", "done", "failed", "cancelled")
-STATES = (QUEUED, DOWNLOADING, PAUSED, VERIFYING, DONE, FAILED, CANCELLED)
 ACTIVE = frozenset({DOWNLOADING, VERIFYING})
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
 STATE_VERSION = 1
 QUEUE_LOCK_TIMEOUT = 10.0  # s; the queue file is only ever locked for one read-merge-write
+FOLLOW_INTERVAL = 0.5      # s between looks at the queue while waiting for another process's job
 
 
 class DownloadError(Exception):
@@ -83,6 +93,8 @@ class Job:
     message: str = ""               # why it is paused / failed, or what it is doing
     path: str | None = None         # the finished file
     created: float = field(default_factory=time.time)
+    check: bool = True              # read the GGUF header on the hub before downloading
+    verified: str = ""              # when done: what was checked (a key of download_run.VERIFIED)
 
     @property
     def name(self) -> str:
@@ -93,7 +105,30 @@ _JOB_FIELDS = frozenset(f.name for f in fields(Job))
 # A saved field of another type (a hand-edited or foreign queue file) falls back to its default.
 _SAVED_TYPES = {"size": (int, None), "sha256": (str, None), "created": ((int, float), 0.0),
                 "revision": (str, "main"), "message": (str, ""), "path": (str, None),
-                "bytes_done": (int, 0)}
+                "bytes_done": (int, 0), "check": (bool, True), "verified": (str, "")}
+
+
+def _check_job(raw: object) -> dict:
+    expect(raw, dict, "the job")
+    for key in ("id", "repo_id", "filename"):
+        expect(raw.get(key), str, key)
+    return raw  # the other fields are normalised where they are used (_SAVED_TYPES)
+
+
+def _check_queue(value: object, problems: list[str]) -> dict:
+    data = expect(value, dict)
+    jobs = expect(data.get("jobs", []), list, "jobs")
+    return {"version": STATE_VERSION, "jobs": keep_items(jobs, _check_job, problems, "job")}
+
+
+QUEUE_SCHEMA = Schema(default=lambda: {"version": STATE_VERSION, "jobs": []}, check=_check_queue,
+                      then="the queue starts empty; partial downloads are kept (pull a file again to "
+                           "resume it)")
+
+
+def verified_text(job: Job) -> str:
+    """What was checked of a finished download, in words ("size and sha256 verified", …)."""
+    return VERIFIED.get(job.verified, "")
 
 
 @dataclass(frozen=True)
@@ -127,7 +162,7 @@ class DownloadManager:
                  max_parallel: int = 1, on_event: Callable[[DownloadEvent], None] | None = None,
                  on_complete: Callable[[Path, Job], None] | None = None,
                  stall_timeout: float = 30.0, max_attempts: int = 6, backoff: float = 2.0,
-                 backoff_max: float = 60.0, progress_interval: float = 0.25,
+                 backoff_max: float = 60.0, progress_interval: float = 0.25, check_headers: bool = True,
                  free_space: Callable[[Path], int] = disk_free, open_file: OpenFile = default_open):
         self.models_dir = Path(models_dir)
         self.state_file = Path(state_file)
@@ -136,8 +171,8 @@ class DownloadManager:
         self.on_event = on_event
         self.on_complete = on_complete
         self.stall_timeout = stall_timeout
-        self.max_attempts = max_attempts
-        self.backoff, self.backoff_max = backoff, backoff_max
+        self.retry_policy = RetryPolicy(max(1, max_attempts), backoff, backoff_max)
+        self.check_headers = check_headers
         self.progress_interval = progress_interval
         self.free_space = free_space
         self.open_file = open_file
@@ -154,13 +189,18 @@ class DownloadManager:
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self.notices: list[str] = []  # problems worth telling the user (e.g. a damaged queue file)
+        self._save_problem: str | None = None  # the queue file could not be written (told once)
         self._load()
 
     # -- persistence --------------------------------------------------------------------------------
     def _load(self) -> None:
         self._locks_dir.mkdir(parents=True, exist_ok=True)  # (and the queue's folder with it)
         with self._queue_lock:
-            saved = list(self._jobs_on_disk().values())
+            try:
+                saved = list(self._jobs_on_disk().values())
+            except StateFileError as exc:  # left as it is: told, and never written over
+                self._tell_save_problem(str(exc))
+                saved = []
         for raw in saved:
             job = self._job_from_disk(raw)
             self._jobs[job.id] = job
@@ -173,12 +213,12 @@ class DownloadManager:
             job.state = PAUSED
         for name, (kinds, default) in _SAVED_TYPES.items():
             value = getattr(job, name)
-            if not isinstance(value, kinds) or isinstance(value, bool):
+            if not isinstance(value, kinds) or isinstance(value, bool) != (kinds is bool):
                 setattr(job, name, default)
         if job.state in ACTIVE and not self._partial_owned_elsewhere(job):
             job.state, job.message = QUEUED, ""
         elif job.state in ACTIVE:
-            job.message = "downloading in another Corral process"
+            job.message = ELSEWHERE
         if job.state not in FINISHED:
             job.bytes_done = self._transfer(job).size_on_disk()
         return job
@@ -192,7 +232,7 @@ class DownloadManager:
         try:
             with self._queue_lock.acquire(timeout=0):
                 on_disk = self._jobs_on_disk()
-        except Timeout:
+        except (Timeout, StateFileError):  # locked this instant, or unreadable (told when saving)
             return [], []
         changed: list[Job] = []
         with self._lock:
@@ -214,42 +254,57 @@ class DownloadManager:
         return changed, gone
 
     def _jobs_on_disk(self) -> dict[str, dict]:
-        """The queue file's jobs by id (the caller holds the queue lock). A file that is not JSON
-        (cut short, overwritten by something else) is set aside, named in `notices`, and the
-        queue starts empty: the partial files stay, and pulling a file again resumes it."""
-        try:
-            data = read_json(self.state_file, default=None)
-        except SettingsError as exc:
-            aside = self.state_file.with_name(f"{self.state_file.name}.damaged-{int(time.time())}")
-            try:
-                os.replace(self.state_file, aside)
-            except OSError:
-                aside = None
-            note = f"The download queue could not be read ({exc})" + (
-                f"; it was kept as {aside} and the queue starts empty." if aside else ".")
-            log.warning(note)
-            self.notices.append(note)
-            data = None
-        jobs = data.get("jobs", []) if isinstance(data, dict) else []
-        # An entry this version cannot read (hand-edited, from another version) is skipped, not
-        # fatal: the window must start, and the other jobs must still be there.
-        return {j["id"]: j for j in jobs if isinstance(j, dict)
-                and all(isinstance(j.get(k), str) for k in ("id", "repo_id", "filename"))}
+        """The queue file's jobs by id (the caller holds the queue lock), read by statefile with
+        the policy for user data: a file that cannot be used at all (cut short, random bytes, the
+        wrong shape) is set aside and the queue starts empty, the partial files staying, so
+        pulling a file again resumes it; entries that cannot be used are left out, the file as it
+        was set aside. Either way the one line is added to `notices`. Raises StateFileError when
+        the file cannot be read or set aside (then nothing may be written over it)."""
+        loaded = statefile.load(self.state_file, QUEUE_SCHEMA)
+        if loaded.notice and loaded.notice not in self.notices:
+            log.info(loaded.notice)  # (told through `notices`: a warning would print it twice)
+            self.notices.append(loaded.notice)
+        return {j["id"]: j for j in loaded.value["jobs"]}
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
         """Write the jobs this manager added, changed or removed over the queue file as it is now,
-        so a job another process added or moved on meanwhile is kept as that process left it."""
+        so a job another process added or moved on meanwhile is kept as that process left it. A
+        job done there stays done, whatever this process thought of it. A queue that cannot be
+        written (a full disk, a read-only folder) is told once in `notices`; the changes stay
+        pending and go with the next save. Returns whether the queue was written."""
         with self._lock:
-            with self._queue_lock:
-                merged = self._jobs_on_disk()
-                for job_id in self._removed:
-                    merged.pop(job_id, None)
-                for job_id in self._dirty:
-                    if job_id in self._jobs:
+            try:
+                with self._queue_lock:
+                    merged = self._jobs_on_disk()
+                    for job_id in self._removed:
+                        merged.pop(job_id, None)
+                    for job_id in self._dirty:
+                        if job_id not in self._jobs:
+                            continue
+                        theirs = merged.get(job_id)
+                        if theirs is not None and theirs.get("state") == DONE and self._jobs[job_id].state != DONE:
+                            self._jobs[job_id] = self._job_from_disk(theirs)  # finished elsewhere
+                            continue
                         merged[job_id] = asdict(self._jobs[job_id])
-                write_json_atomic(self.state_file, {"version": STATE_VERSION, "jobs": list(merged.values())})
+                    write_json_atomic(self.state_file, {"version": STATE_VERSION, "jobs": list(merged.values())})
+            except StateFileError as exc:
+                self._tell_save_problem(str(exc))
+                return False
+            except OSError as exc:  # (filelock's Timeout is one too)
+                reason = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
+                self._tell_save_problem(f"The download queue {self.state_file} could not be saved ({reason}); "
+                                        "the downloads go on, and the queue is saved again at the next change.")
+                return False
+            self._save_problem = None
             self._dirty.clear()
             self._removed.clear()
+            return True
+
+    def _tell_save_problem(self, note: str) -> None:
+        if self._save_problem != note:  # once per problem, not once per progress step
+            self._save_problem = note
+            log.info(note)
+            self.notices.append(note)
 
     # -- queries ----------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -269,36 +324,60 @@ class DownloadManager:
                      if (j.repo_id, j.filename) == (repo_id, filename) and j.state != CANCELLED]
             return replace(max(found, key=lambda j: j.created)) if found else None
 
+    def runs(self, job_id: str) -> bool:
+        """Whether this manager's own worker is running the job now."""
+        with self._lock:
+            return job_id in self._workers
+
     def wait(self, job_id: str, states=FINISHED | {PAUSED}, timeout: float | None = None) -> Job:
-        """Block until the job is in one of `states`; returns it (raises TimeoutError)."""
+        """Block until the job is in one of `states`; returns it (raises TimeoutError, or
+        DownloadError when the job is removed meanwhile). A job another Corral process is running
+        is followed through the shared queue (refresh() every FOLLOW_INTERVAL) to its end."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while self._jobs[job_id].state not in states:
+        while True:
+            with self._changed:
+                job = self._jobs.get(job_id)
+                if job is None:
+                    raise DownloadError(f"download {job_id} was removed")
+                if job.state in states:
+                    return replace(job)
+                elsewhere = job_id not in self._workers and job.state in ACTIVE
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"download {job_id} is still {self._jobs[job_id].state}")
-                self._changed.wait(left)
-            return replace(self._jobs[job_id])
+                    raise TimeoutError(f"download {job_id} is still {job.state}")
+                self._changed.wait(min(left or FOLLOW_INTERVAL, FOLLOW_INTERVAL) if elsewhere else left)
+            if elsewhere:
+                self.refresh()
 
     # -- commands ---------------------------------------------------------------------------------
     def enqueue(self, repo_id: str, filename: str, *, revision: str = "main", size: int | None = None,
-                sha256: str | None = None) -> Job:
-        """Queue a file (or return the existing unfinished job for it, resumed if paused)."""
-        dest = self.models_dir / Path(filename).name
+                sha256: str | None = None, check: bool | None = None) -> Job:
+        """Queue a file (or return the existing unfinished job for it, resumed if paused).
+
+        `check`: read its GGUF header on the hub before downloading (None: `check_headers`).
+        Raises DownloadError for a file name Corral will not download, AlreadyDownloaded when
+        this queue already downloaded this file of this repository and it is still there."""
+        try:
+            name = check_file_name(filename)
+        except HubError as exc:
+            raise DownloadError(str(exc)) from None
         existing = self.find(repo_id, filename)
         if existing and existing.state != DONE:
+            if check is not None and existing.check != check:
+                self._update(existing.id, existing.state, existing.message, check=check)
             self.resume(existing.id)  # a paused or failed one; nothing happens to the others
             return self.get(existing.id)
-        if dest.exists():
-            raise AlreadyDownloaded(dest)
+        if existing and existing.path and Path(existing.path).is_file():
+            raise AlreadyDownloaded(Path(existing.path))
         with self._lock:
             clash = next((j for j in self._jobs.values()
-                          if j.name == dest.name and j.state not in FINISHED), None)
+                          if j.name == name and j.state not in FINISHED), None)
         if clash is not None:
-            raise DownloadError(f"{clash.repo_id} is already downloading a file named {dest.name}; "
+            raise DownloadError(f"{clash.repo_id} is already downloading a file named {name}; "
                                 "wait for it, or cancel it first")
         job = Job(id=uuid.uuid4().hex[:12], repo_id=repo_id, filename=filename, revision=revision,
-                  size=size, sha256=sha256.lower() if sha256 else None)
+                  size=size, sha256=sha256.lower() if sha256 else None,
+                  check=self.check_headers if check is None else check)
         with self._lock:
             self._jobs[job.id] = job
         self._set(job.id, QUEUED, "")
@@ -319,12 +398,21 @@ class DownloadManager:
                 worker.reason = reason
                 worker.stop.set()  # the worker sets the state once it has stopped
                 return
+            if job.state in ACTIVE and self._partial_owned_elsewhere(job):
+                raise DownloadError(f"{job.name} is being downloaded by another Corral process (the window "
+                                    f"or `corral models pull`): {reason} it there.")
             if job.state == DONE or job.state == CANCELLED or (job.state == FAILED and state == PAUSED):
                 return
             snapshot = self._update(job_id, state, message)
         if state == CANCELLED:
             self._transfer(job).remove()
         self._emit(DownloadEvent(snapshot, "state"))
+
+    def _stop_reason(self, job_id: str) -> str:
+        """Why the job's worker was asked to stop: "pause", "cancel", "shutdown" or ""."""
+        with self._lock:
+            worker = self._workers.get(job_id)
+            return worker.reason if worker is not None else ""
 
     def resume(self, job_id: str) -> None:
         """Queue a paused or failed job again (it continues from its partial file)."""
@@ -397,7 +485,7 @@ class DownloadManager:
             self._dirty.add(job_id)
             self._save()
             self._changed.notify_all()
-            return replace(job)
+            return replace(self._jobs[job_id])  # (_save may have taken in another process's outcome)
 
     def _transfer(self, job: Job, worker: _Worker | None = None) -> Transfer:
         if worker is None:
@@ -422,24 +510,27 @@ class DownloadManager:
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self, worker: _Worker) -> None:
+        """A job's thread: it always ends with the job's final state set, saved if the disk lets
+        it, told to on_event and wait(), and the worker gone, whatever happened on the way."""
         job_id = worker.job_id
-        job = self.get(job_id)
-        transfer = self._transfer(job, worker)
-        # Only one process writes a partial file: a second Corral (the window and a `corral
-        # models pull`) asking for the same file waits, paused, instead of interleaving bytes.
-        # The lock is held until the job's final state is saved, so a process that finds it free
-        # while the queue file says "downloading" knows the downloader died (see refresh()).
-        owner = self._claim_partial(transfer)
+        owner: FileLock | None = None
         snapshot: Job | None = None
         try:
-            final = self._outcome(worker, job, transfer, owned=owner is not None)
-            state, message, *extra = final
-            # (a file another process finished was never transferred here: its size is the job's)
-            done = (transfer.bytes_done or job.size or 0) if state == DONE else transfer.size_on_disk()
+            job = self.get(job_id)
+            transfer = self._transfer(job, worker)
+            # Only one process writes a partial file: a second Corral (the window and a `corral
+            # models pull`) asking for the same file follows the first instead of interleaving
+            # bytes. The lock is held until the job's final state is saved, so a process that finds
+            # it free while the queue file says "downloading" knows the downloader died (refresh()).
+            owner = self._claim_partial(transfer)
+            state, message, changes = JobRun(self, job, transfer, worker.stop).run(owned=owner is not None)
+        except Exception as exc:  # a bug: report it on the job rather than losing the thread
+            log.exception("download %s crashed", job_id)
+            state, message, changes = FAILED, f"Download failed: {exc}", {}
+        try:
             with self._lock:
                 del self._workers[job_id]
-                snapshot = self._update(job_id, state, message, bytes_done=done,
-                                        **(extra[0] if extra else {}))
+                snapshot = self._update(job_id, state, message, **changes)
         finally:
             if owner is not None:
                 if snapshot is not None and snapshot.state in (DONE, CANCELLED):  # no partial left
@@ -466,90 +557,6 @@ class DownloadManager:
         lock.release()
         return False
 
-    def _outcome(self, worker: _Worker, job: Job, transfer: Transfer, *, owned: bool) -> tuple:
-        """Run the job; its final (state, message[, changes])."""
-        dest = self.models_dir / job.name
-        try:
-            if not owned:
-                return (PAUSED, f"Another Corral process (the window or `corral models pull`) is "
-                                f"downloading {job.name} right now; resume it here once it is done.")
-            if dest.exists() and job.size is not None and dest.stat().st_size == job.size:
-                return (DONE, "finished by another Corral process", {"path": str(dest)})
-            self._set(job.id, DOWNLOADING, "")
-            return self._attempts(worker, transfer)
-        except Interrupted:
-            if worker.reason == "cancel":
-                transfer.remove()
-            return {"pause": (PAUSED, "paused"), "cancel": (CANCELLED, "cancelled")}.get(
-                worker.reason, (QUEUED, ""))
-        except Exception as exc:  # a bug: report it on the job rather than losing the thread
-            log.exception("download %s crashed", job.id)
-            return (FAILED, f"Download failed: {exc}")
-
-    def _attempts(self, worker: _Worker, transfer: Transfer) -> tuple:
-        job = self.get(worker.job_id)
-        what = f"{job.repo_id}/{job.filename}"
-        failures = 0
-        while True:
-            before = transfer.bytes_done
-            try:
-                meta = self.hub.file_metadata(job.repo_id, job.filename, job.revision)
-                expected = meta.sha256 or job.sha256
-                size = meta.size if meta.size is not None else job.size
-                self._set(job.id, DOWNLOADING, "", size=size, sha256=expected)
-                offset = transfer.prepare(meta, expected)
-                if size is not None:
-                    need, free = size - offset, self.free_space(self.models_dir)
-                    if need > free:
-                        return (FAILED, f"Not enough disk space for {job.name}: needs {format_bytes(need)}, "
-                                        f"{format_bytes(free)} free on {self.models_dir}.")
-                transfer.fetch(self.hub, stall_timeout=self.stall_timeout)
-                return self._verify(job, transfer, size, expected)
-            except HubError as exc:
-                if not exc.retryable:
-                    return (FAILED, str(exc))
-                problem = str(exc)
-            except TransferFailed as exc:
-                problem = f"{what}: {exc}"
-            except OSError as exc:
-                if disk_full(exc):
-                    return (PAUSED, f"The disk is full ({self.models_dir}): free some space, then resume. "
-                                    f"The partial download ({format_bytes(transfer.size_on_disk())}) is kept.")
-                return (FAILED, f"Could not write {transfer.part}: {exc.strerror or exc}")
-            failures = 1 if transfer.bytes_done > before else failures + 1
-            if failures >= self.max_attempts:
-                return (FAILED, f"Download failed after {failures} attempts: {problem}")
-            delay = min(self.backoff_max, self.backoff * 2 ** (failures - 1))
-            self._set(job.id, DOWNLOADING, f"{problem} — retrying in {delay:.2g} s "
-                                           f"(attempt {failures + 1} of {self.max_attempts})")
-            if worker.stop.wait(delay):
-                raise Interrupted()
-
-    def _verify(self, job: Job, transfer: Transfer, size: int | None, expected: str | None) -> tuple:
-        self._set(job.id, VERIFYING, "checking size and sha256")
-        got_size, digest = transfer.size_on_disk(), transfer.digest()
-        problem = None
-        if size is not None and got_size != size:
-            problem = f"it has {got_size:,} bytes but the hub says {size:,}"
-        elif expected and digest != expected:
-            problem = f"its sha256 is {digest} but the hub says {expected}"
-        if problem:
-            transfer.remove()
-            return (FAILED, f"{job.name} failed verification: {problem}. The damaged download was removed; "
-                            "try again.")
-        dest = self.models_dir / job.name
-        os.replace(transfer.part, dest)
-        transfer.sidecar.unlink(missing_ok=True)
-        _fsync_dir(self.models_dir)
-        message = "" if expected else "size checked (the hub gave no sha256 for this file)"
-        if self.on_complete is not None:
-            try:
-                self.on_complete(dest, replace(self.get(job.id), path=str(dest), state=DONE))
-            except Exception as exc:
-                log.exception("registering %s failed", dest)
-                message = f"downloaded, but adding it to the library failed: {exc}"
-        return (DONE, message, {"path": str(dest)})
-
     def _progress(self, worker: _Worker, done: int) -> None:
         now = time.monotonic()
         if worker.last is None:
@@ -569,15 +576,6 @@ class DownloadManager:
         self._emit(DownloadEvent(snapshot, "progress", worker.speed, eta))
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 __all__ = ["DownloadManager", "DownloadEvent", "DownloadError", "AlreadyDownloaded", "Job", "STATES",
+           "verified_text",
            "QUEUED", "DOWNLOADING", "PAUSED", "VERIFYING", "DONE", "FAILED", "CANCELLED", "PARTIAL_DIR"]

@@ -10,19 +10,29 @@
 The endpoint defaults to `HF_ENDPOINT` (read when the client is made, not at import), the token
 to `HF_TOKEN` / the token saved by `hf auth login`, offline to `HF_HUB_OFFLINE`. An offline client
 raises `HubError` before any request. Every failure (not found, gated, server error, network
-down) becomes one `HubError` whose message says what to do; `kind` tells which it was and
-`retryable` whether trying again later may help. The same translation serves the download manager
-(`to_hub_error`), which streams with the HTTP client huggingface_hub uses (`http_client()`).
+down, an answer of the wrong shape) becomes one `HubError` whose message says what to do; `kind`
+tells which it was and `retryable` whether trying again may help. Every call is bounded in time
+(`timeout`: seconds without a byte) and retried after a stall, a dropped connection or a server
+error with `app.core.retry` (the same helper the download manager's transfers use; pass your own
+`retrying=` to share its count and its messages, or set `on_retry` to hear them).
+
+Search and file lists are read with Corral's own requests and parsed defensively
+(`app.core.hub_listing`): huggingface_hub's HfApi waits forever on a stalled answer and raises
+on a malformed one. File bytes are fetched from the resolve URL with plain HTTP and Range
+(`stream()`), following the hub's redirect to its download host; the HTTP client drops the
+Authorization header when a redirect leaves the hub's origin. Xet storage is never used: its
+headers are ignored, so hf_xet and HF_HUB_DISABLE_XET make no difference to Corral.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from typing import Callable, TypeVar
+from urllib.parse import quote, urlsplit
 
 import huggingface_hub
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -36,7 +46,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, validate_repo_id
+
+from app.core.hub_listing import (BadFileName, HubFile, RepoSummary, gguf_files, local_name,
+                                  repo_summaries)
+from app.core.retry import GaveUp, RetryPolicy, Retrying
 
 try:  # huggingface_hub 2.x ships its HTTP client as httpx2; 1.x used httpx
     import httpx2 as httpx
@@ -47,46 +61,38 @@ except ImportError:  # pragma: no cover
 HUB_FAILURES = (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled, HFValidationError, httpx.HTTPError,
                 httpx.StreamError)
 
-SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
+SORTS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified"}
 HEADER_FIRST_READ = 1 << 20     # the first Range read; doubled until the header fits
 HEADER_MAX_BYTES = 64 << 20     # a GGUF header larger than this is not a model we want
+LISTING_MAX_BYTES = 16 << 20    # one page of a search or file-list answer
+LISTING_MAX_PAGES = 100         # a GGUF repository has tens of files; the hub pages 1,000 at a time
+# What a search asks the hub to include (without `expand` the real hub leaves out author,
+# gated and lastModified).
+SEARCH_FIELDS = ("author", "downloads", "likes", "lastModified", "gated", "tags")
 # httpcore asks the socket for at most 64 KiB per read, and h11 copies every read twice: a fast
 # download spent most of its CPU there (620 MB over 127.0.0.1: 260 MB/s with 64 KiB reads, 450 MB/s
 # with 512 KiB; 4 MiB was slower again). READ_NUM_BYTES is that ceiling, a class attribute httpcore
 # reads on every call; raising it changes nothing for small answers.
 BODY_READ_BYTES = 512 << 10
+T = TypeVar("T")
 
 
 class HubError(Exception):
-    """A hub failure phrased for a person. kind: offline | not_found | gated | server | network | other."""
+    """A hub failure phrased for a person.
 
-    def __init__(self, message: str, *, kind: str = "other", status: int | None = None):
+    kind: offline | not_found | gated | server | network | invalid (a name Corral will not use)
+    | malformed (an answer of the wrong shape) | other. `gave_up`: retried until the tries ran out."""
+
+    def __init__(self, message: str, *, kind: str = "other", status: int | None = None,
+                 gave_up: bool = False):
         super().__init__(message)
         self.kind = kind
         self.status = status
+        self.gave_up = gave_up
 
     @property
     def retryable(self) -> bool:
-        return self.kind in ("server", "network")
-
-
-@dataclass(frozen=True)
-class RepoSummary:
-    repo_id: str
-    author: str | None
-    downloads: int
-    likes: int
-    last_modified: datetime | None
-    gated: bool
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class HubFile:
-    repo_id: str
-    filename: str
-    size: int
-    sha256: str | None  # None for a file kept in git rather than LFS
+        return self.kind in ("server", "network") and not self.gave_up
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ class FileMetadata:
 class HeaderCheck:
     repo_id: str
     filename: str
-    file_size: int
+    file_size: int | None  # None: the hub did not say
     header_bytes: int   # how much of the file was fetched
     info: object        # app.core.gguf_info.ModelInfo
 
@@ -121,6 +127,21 @@ class HeaderCheck:
     def chat_template(self) -> str | None:
         return self.info.chat_template
 
+    def summary(self) -> str:
+        """One line: what the model is, as `corral models pull` and the Downloads screen say it."""
+        info = self.info
+        return (f"{self.repo_id}/{self.filename}: {info.architecture or '?'} {info.parameters_label}, "
+                f"{info.quantization}, context {info.context_length or '?'}, "
+                f"{'chat template included' if info.chat_template else 'no chat template'}")
+
+
+def check_file_name(filename: object) -> str:
+    """The models-folder name of a hub file; HubError(kind="invalid") naming what is wrong."""
+    try:
+        return local_name(filename)
+    except BadFileName as exc:
+        raise HubError(str(exc), kind="invalid") from None
+
 
 def _is_sha256(value: str | None) -> bool:
     return bool(value) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
@@ -132,20 +153,14 @@ def _env_true(name: str) -> bool:
 
 class HubClient:
     def __init__(self, endpoint: str | None = None, token: str | None = None,
-                 offline: bool | None = None, timeout: float = 15.0):
+                 offline: bool | None = None, timeout: float = 15.0, *,
+                 retry: RetryPolicy | None = None, on_retry: Callable[[str], None] | None = None):
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or hf_constants._HF_DEFAULT_ENDPOINT).rstrip("/")
         self.token = token or None  # None: huggingface_hub finds HF_TOKEN or a saved login
         self.offline = _env_true("HF_HUB_OFFLINE") if offline is None else offline
         self.timeout = timeout
-        self._hf_api = None
-
-    @property
-    def _api(self):
-        """huggingface_hub's HfApi, imported on first use (a pull never needs it: ~0.2 s saved)."""
-        if self._hf_api is None:
-            from huggingface_hub import HfApi
-            self._hf_api = HfApi(endpoint=self.endpoint, token=self.token)
-        return self._hf_api
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry  # told "… — retrying in 2 s (attempt 2 of 6)"; None: logged
 
     # -- shared with the download manager ------------------------------------------------------
     def _check_online(self) -> None:
@@ -161,6 +176,19 @@ class HubClient:
         """The httpx client huggingface_hub shares (TLS verification on, redirects followed)."""
         self._check_online()
         return huggingface_hub.get_session()
+
+    def retrying(self) -> Retrying:
+        """A fresh retry state with this client's policy and listener."""
+        return Retrying(self.retry, on_retry=self.on_retry)
+
+    def _with_retries(self, fn: Callable[[], T], retrying: Retrying | None) -> T:
+        """fn() under `retrying` (a fresh one if None); the last HubError when the tries run out."""
+        try:
+            return (retrying or self.retrying()).call(fn)
+        except GaveUp as exc:
+            last = exc.last
+            raise HubError(str(exc), kind=getattr(last, "kind", "network"),
+                           status=getattr(last, "status", None), gave_up=True) from last
 
     def raise_for_status(self, response, what: str) -> None:
         """Raise the HubError for a failed response (huggingface_hub parses the error headers)."""
@@ -211,92 +239,156 @@ class HubClient:
         if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
             return HubError(f"{what}: the connection to {self.endpoint} was lost "
                             f"({exc or type(exc).__name__}).", kind="network")
+        if isinstance(exc, HFValidationError):
+            return HubError(f"{what}: {exc}", kind="invalid", status=status)
         return HubError(f"{what}: {exc}", status=status)
 
     # -- queries ---------------------------------------------------------------------------------
-    def search(self, query: str, *, sort: str = "downloads", limit: int = 20) -> list[RepoSummary]:
+    def search(self, query: str, *, sort: str = "downloads", limit: int = 20,
+               retrying: Retrying | None = None) -> list[RepoSummary]:
         """GGUF model repositories matching `query`, best first by `sort` (downloads | likes | recent)."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         self._check_online()
+        params = [("filter", "gguf"), ("sort", SORTS[sort]), ("limit", str(limit)),
+                  *(("expand", f) for f in SEARCH_FIELDS)]
+        if query:
+            params.insert(0, ("search", query))
+        data, _ = self._get_json(f"{self.endpoint}/api/models", params,
+                                 f"Searching the hub for {query!r}", retrying)
         try:
-            found = list(self._api.list_models(search=query or None, filter="gguf", sort=SORTS[sort],
-                                               limit=limit))
-        except HUB_FAILURES as exc:
-            raise self.to_hub_error(exc, f"Searching the hub for {query!r}") from exc
-        return [RepoSummary(repo_id=m.id, author=m.author or m.id.partition("/")[0] or None,
-                            downloads=m.downloads or 0, likes=m.likes or 0, last_modified=m.last_modified,
-                            gated=bool(m.gated), tags=tuple(m.tags or ()))
-                for m in found]
+            return repo_summaries(data)[:limit]
+        except ValueError as exc:
+            raise HubError(f"Searching the hub for {query!r}: the hub's answer could not be read ({exc})",
+                           kind="malformed") from None
 
-    def list_gguf_files(self, repo_id: str, revision: str | None = None) -> list[HubFile]:
-        """The .gguf files of a repository with their size and LFS sha256, sorted by name."""
+    def list_gguf_files(self, repo_id: str, revision: str | None = None,
+                        retrying: Retrying | None = None) -> list[HubFile]:
+        """The .gguf files of a repository with their size and LFS sha256, sorted by name. Entries
+        of the wrong shape, and names Corral would not download, are left out."""
         self._check_online()
-        try:
-            tree = list(self._api.list_repo_tree(repo_id, recursive=True, revision=revision))
-        except HUB_FAILURES as exc:
-            raise self.to_hub_error(exc, repo_id) from exc
-        files = [HubFile(repo_id, e.path, (e.lfs.size if e.lfs else e.size),
-                         (e.lfs.sha256 if e.lfs else None))
-                 for e in tree if getattr(e, "size", None) is not None and e.path.lower().endswith(".gguf")]
+        self._check_repo_id(repo_id)
+        revision = revision or hf_constants.DEFAULT_REVISION
+        url: str | None = (f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
+                           "?recursive=true")
+        files: list[HubFile] = []
+        for _ in range(LISTING_MAX_PAGES):
+            if url is None:
+                break
+            data, url = self._get_json(url, None, repo_id, retrying)
+            try:
+                files += gguf_files(repo_id, data)
+            except ValueError as exc:
+                raise HubError(f"{repo_id}: the hub's file list could not be read ({exc})",
+                               kind="malformed") from None
         return sorted(files, key=lambda f: f.filename)
+
+    def _check_repo_id(self, repo_id: str) -> None:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as exc:
+            raise HubError(f"{repo_id!r} is not a hub repository id: {exc}", kind="invalid") from None
+
+    def _get_json(self, url: str, params, what: str, retrying: Retrying | None) -> tuple[object, str | None]:
+        """(the JSON of one GET, the next page's URL or None), retried; bounded in size and depth."""
+        def once():
+            body = bytearray()
+            with self.stream(url, params=params, what=what) as resp:
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > LISTING_MAX_BYTES:
+                        raise HubError(f"{what}: the hub's answer is larger than "
+                                       f"{LISTING_MAX_BYTES >> 20} MiB; it was not read.", kind="malformed")
+                nxt = resp.links.get("next", {}).get("url")
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                raise HubError(f"{what}: the hub's answer is not valid JSON.", kind="malformed") from None
+            if nxt is not None and urlsplit(nxt)[:2] != urlsplit(self.endpoint)[:2]:
+                # the token is sent with every page: never to another host
+                raise HubError(f"{what}: the hub's next page is on another host ({urlsplit(nxt).netloc}).",
+                               kind="malformed")
+            return data, nxt
+        return self._with_retries(once, retrying)
 
     def file_url(self, repo_id: str, filename: str, revision: str | None = None) -> str:
         return hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
 
-    def file_metadata(self, repo_id: str, filename: str, revision: str | None = None) -> FileMetadata:
-        """Size, sha256 and commit of a file from a HEAD on its resolve URL (no body is fetched)."""
+    def file_metadata(self, repo_id: str, filename: str, revision: str | None = None,
+                      retrying: Retrying | None = None) -> FileMetadata:
+        """Size, sha256 and commit of a file from a HEAD on its resolve URL (no body is fetched).
+        A redirect to another host (the hub's download host) is not followed: the hub puts the
+        file's size and sha256 on the redirect itself."""
         self._check_online()
+        check_file_name(filename)
         revision = revision or hf_constants.DEFAULT_REVISION
-        try:
-            meta = get_hf_file_metadata(self.file_url(repo_id, filename, revision), token=self.token,
-                                        timeout=self.timeout, endpoint=self.endpoint)
-        except HUB_FAILURES as exc:
-            raise self.to_hub_error(exc, f"{repo_id}/{filename}") from exc
+        what = f"{repo_id}/{filename}"
+
+        def once():
+            try:
+                return get_hf_file_metadata(self.file_url(repo_id, filename, revision), token=self.token,
+                                            timeout=self.timeout, endpoint=self.endpoint)
+            except HUB_FAILURES as exc:
+                raise self.to_hub_error(exc, what) from exc
+        meta = self._with_retries(once, retrying)
         pinned = self.file_url(repo_id, filename, meta.commit_hash or revision)
-        return FileMetadata(repo_id, filename, revision, pinned, meta.size, meta.etag,
-                            meta.etag.lower() if _is_sha256(meta.etag) else None, meta.commit_hash)
+        etag = meta.etag if isinstance(meta.etag, str) else None
+        size = meta.size if isinstance(meta.size, int) and meta.size >= 0 else None
+        return FileMetadata(repo_id, filename, revision, pinned, size, etag,
+                            etag.lower() if _is_sha256(etag) else None, meta.commit_hash)
 
     # -- the header check ------------------------------------------------------------------------
-    def read_header(self, repo_id: str, filename: str, revision: str | None = None) -> HeaderCheck:
+    def read_header(self, repo_id: str, filename: str, revision: str | None = None, *,
+                    meta: FileMetadata | None = None, retrying: Retrying | None = None) -> HeaderCheck:
         """Check, before downloading, that a remote file is a GGUF model this Corral can read.
 
         Range requests read 1 MiB, then twice as much, until gguf_info can parse the whole
-        header (at most 64 MiB), validated against the remote file's size. Raises HubError (hub
-        problems) or gguf_info.GGUFError (the header is not a usable model)."""
+        header (at most 64 MiB), validated against the remote file's size. Each read is retried
+        like any hub call. Raises HubError (hub problems) or gguf_info.GGUFError (the header is
+        not a usable model)."""
         from app.core import gguf_info
 
-        meta = self.file_metadata(repo_id, filename, revision)
+        retrying = retrying or self.retrying()
+        meta = meta or self.file_metadata(repo_id, filename, revision, retrying=retrying)
         what = f"{repo_id}/{filename}"
-        data, want = b"", HEADER_FIRST_READ
+        data, want, total, ended = b"", HEADER_FIRST_READ, meta.size, False
         while True:
-            if len(data) < want:
-                data += self._read_range(meta.url, len(data), want, what)
-            size = meta.size or len(data)
+            if len(data) < want and not ended:
+                start = len(data)
+                more, seen = self._with_retries(lambda: self._read_range(meta.url, start, want, what), retrying)
+                data += more
+                total = total if total is not None else seen
+                ended = len(more) < want - start
+            # Without the file's size (a hub that did not say) the tensor data cannot be checked
+            # against it here; the finished download is checked whole (see downloads.py).
+            size = total if total is not None else (len(data) if ended else 1 << 62)
             try:
                 info = gguf_info.inspect_prefix(data, size, what)
             except gguf_info.IncompleteHeader:
-                if len(data) >= size or want >= HEADER_MAX_BYTES:
+                if ended or len(data) >= size or want >= HEADER_MAX_BYTES:
                     raise HubError(f"{what}: no complete GGUF header in its first "
-                                   f"{len(data) >> 20} MiB; this is not a model Corral can check.")
+                                   f"{max(1, len(data) >> 20)} MiB; this is not a model Corral can check.",
+                                   kind="malformed")
                 want = min(want * 2, HEADER_MAX_BYTES)
                 continue
-            return HeaderCheck(repo_id, filename, size, info.data_offset, info)
+            return HeaderCheck(repo_id, filename, total, info.data_offset, info)
 
-    def _read_range(self, url: str, start: int, stop: int, what: str) -> bytes:
+    def _read_range(self, url: str, start: int, stop: int, what: str) -> tuple[bytes, int | None]:
+        """Bytes [start, stop) of the file (fewer at its end) and its whole size if the answer says."""
         with self.stream(url, start=start, end=stop, what=what) as resp:
             if resp.status_code == 416:
-                return b""
+                return b"", None
+            total = _total_size(resp)
             skip = start if resp.status_code == 200 else 0  # a server that ignores Range
             out = bytearray()
             for chunk in resp.iter_bytes():
                 out += chunk
                 if len(out) >= skip + (stop - start):
                     break
-            return bytes(out[skip:skip + (stop - start)])
+            return bytes(out[skip:skip + (stop - start)]), total
 
     @contextmanager
-    def stream(self, url: str, *, start: int = 0, end: int | None = None,
+    def stream(self, url: str, *, start: int = 0, end: int | None = None, params=None,
                read_timeout: float | None = None, what: str = "the file"):
         """GET `url` from byte `start` (to `end`, exclusive) with huggingface_hub's client and auth.
 
@@ -309,12 +401,22 @@ class HubClient:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         timeout = httpx.Timeout(self.timeout, read=read_timeout or self.timeout)
         try:
-            with self.http_client().stream("GET", url, headers=headers, timeout=timeout) as resp:
+            with self.http_client().stream("GET", url, params=params, headers=headers,
+                                           timeout=timeout) as resp:
                 if resp.status_code != 416:
                     self.raise_for_status(resp, what)
                 yield resp
         except HUB_FAILURES as exc:
             raise self.to_hub_error(exc, what) from exc
+
+
+def _total_size(resp) -> int | None:
+    """The whole file's size from `Content-Range: bytes a-b/n` (206) or Content-Length (200)."""
+    if resp.status_code == 206:
+        value = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+    else:
+        value = resp.headers.get("Content-Length") or ""
+    return int(value) if value.isdigit() else None
 
 
 def _raise_read_size() -> None:

@@ -8,12 +8,23 @@ It answers what `huggingface_hub` asks (see FACTS.md): model info, the file tree
 `Link` header), model search, and HEAD/GET on `/{repo}/resolve/{rev}/{file}` with `X-Repo-Commit`,
 `ETag` / `X-Linked-Etag` (the sha256 of LFS files), `X-Linked-Size`, `Content-Length`, `Range` → 206.
 Errors carry `X-Error-Code` (RepoNotFound, EntryNotFound, RevisionNotFound, GatedRepo). Gated repos
-need `Authorization: Bearer <hub.token>`. No `X-Xet-*` header is ever sent.
+need `Authorization: Bearer <hub.token>`.
+
+Like the real hub, `LocalHub(cdn=True)` answers HEAD and GET on an LFS file with a 302 to a second
+server, the download host (`hub.cdn_url`, on 127.0.0.2 where the system has it, else another
+port of 127.0.0.1): the file's size, sha256 and commit ride on the redirect, and the bytes come
+from a signed URL that honours Range, refuses a URL it did not sign, and refuses a request that
+carries an `Authorization` header (as S3-style hosts do: a token must never follow the redirect).
+`xet=True` adds the `X-Xet-*` headers and `Link: …; rel="xet-auth"` the real hub sends for files
+in Xet storage; a client that follows them shows up in `hub.requests` (the route answers 404).
 
 Misbehaviour is set per file with `hub.set_faults(repo, file, ...)` (see `Faults`); it applies to
-requests that start afterwards. Every request is logged (`hub.requests`) with the body bytes it sent,
-counted while it runs, so tests can assert how much was re-sent and wait for progress
-(`hub.wait_for_bytes`). Not used by the product at run time.
+requests that start afterwards, body faults where the body is served (the download host when
+there is one). `hub.set_api_answer(path, body)` replaces one API answer with anything (hostile
+JSON shapes, bytes that are not JSON). Every request is logged (`hub.requests`, with its host and
+whether it carried a token) with the body bytes it sent, counted while it runs, so tests can
+assert how much was re-sent and wait for progress (`hub.wait_for_bytes`). Not used by the
+product at run time.
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -46,9 +59,14 @@ class Faults:
     stall_after: int | None = None     # stop sending after this many body bytes ...
     stall_seconds: float | None = None  # ... for this long (None: until release_stalls() or stop())
     stall_times: int | None = 1
+    stall_methods: tuple[str, ...] = ("GET",)  # HEAD: the answer stalls before its headers
     corrupt_offset: int | None = None  # serve this byte of the file wrong (every time)
     ignore_range: bool = False         # answer 200 with the whole body whatever Range says
     throttle: int | None = None        # bytes per second per response
+    # Which GETs the faults above apply to: "all", "header" (a bounded Range, bytes=a-b, as the
+    # header check asks) or "transfer" (no Range or an open one, bytes=a-, as a download asks).
+    applies_to: str = "all"
+    bare: bool = False                 # answer with no size, ETag, sha256 or commit headers
 
 
 @dataclass
@@ -58,6 +76,8 @@ class RequestLog:
     repo_id: str | None = None
     filename: str | None = None
     range: str | None = None
+    host: str = "hub"                  # "hub", or "cdn" for the download host
+    authorization: str | None = None   # the Authorization header it carried
     status: int = 0
     bytes_sent: int = 0
     finished: bool = False
@@ -106,10 +126,16 @@ def _sha256_of(source: bytes | Path) -> str:
 class LocalHub:
     """The server plus its registry. Thread-safe; use as a context manager (or start()/stop())."""
 
-    def __init__(self, token: str | None = "hf_local_test_token", tree_page_size: int = 1000):
+    def __init__(self, token: str | None = "hf_local_test_token", tree_page_size: int = 1000, *,
+                 cdn: bool = False, xet: bool = False):
         self.token = token
         self.tree_page_size = tree_page_size
+        self.cdn = cdn
+        self.xet = xet
         self.requests: list[RequestLog] = []
+        self._signed: dict[str, tuple[str, str]] = {}  # signature -> (repo, file) for the download host
+        self._api_answers: dict[str, bytes] = {}
+        self._api_faults: dict[str, list] = {}
         self._repos: dict[str, _Repo] = {}
         self._faults: dict[tuple[str, str], Faults] = {}
         self._lock = threading.Lock()
@@ -118,6 +144,8 @@ class LocalHub:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._cdn_server: ThreadingHTTPServer | None = None
+        self._cdn_thread: threading.Thread | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> "LocalHub":
@@ -126,22 +154,27 @@ class LocalHub:
         class Handler(_Handler):
             pass
 
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="local-hub", daemon=True)
-        self._thread.start()
+        class CdnHandler(_CdnHandler):
+            pass
+
+        Handler.hub = CdnHandler.hub = hub
+        self._server, self._thread = _serve(Handler, "127.0.0.1", "local-hub")
+        if self.cdn:
+            try:  # another host, as the real download host is (Linux routes all of 127/8 here)
+                self._cdn_server, self._cdn_thread = _serve(CdnHandler, "127.0.0.2", "local-hub-cdn")
+            except OSError:
+                self._cdn_server, self._cdn_thread = _serve(CdnHandler, "127.0.0.1", "local-hub-cdn")
         return self
 
     def stop(self) -> None:
         self._stopping.set()
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
+        for server, thread in ((self._server, self._thread), (self._cdn_server, self._cdn_thread)):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+                thread.join(timeout=5)
+        self._server = self._cdn_server = None
 
     def __enter__(self) -> "LocalHub":
         return self.start()
@@ -154,6 +187,34 @@ class LocalHub:
         assert self._server is not None, "start the hub first"
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def cdn_url(self) -> str:
+        assert self._cdn_server is not None, "make the hub with cdn=True and start it"
+        host, port = self._cdn_server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _sign(self, repo_id: str, filename: str, commit: str) -> str:
+        """A download-host URL for one file, like the hub's signed redirect targets."""
+        signature = hashlib.sha256(os.urandom(16)).hexdigest()
+        with self._lock:
+            self._signed[signature] = (repo_id, filename)
+        return (f"{self.cdn_url}/repos/{commit[:2]}/{commit}/{quote(filename, safe='')}"
+                f"?X-Amz-Expires=3600&X-Amz-Signature={signature}")
+
+    def set_api_fault(self, path: str, *, stall_seconds: float | None = None, status: int | None = None,
+                      times: int = 1) -> None:
+        """The next `times` GETs of API `path` stall for `stall_seconds` before answering (cut short
+        by stop()) and/or answer `status` instead."""
+        with self._lock:
+            self._api_faults[path] = [stall_seconds, status, times]
+
+    def set_api_answer(self, path: str, body: object) -> None:
+        """Answer GET `path` (e.g. "/api/models/org/repo/tree/main") with `body` from now on:
+        bytes as they are, anything else as JSON. Query strings are ignored when matching."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        with self._lock:
+            self._api_answers[path] = raw
 
     def resolve_url(self, repo_id: str, filename: str, revision: str = "main") -> str:
         return f"{self.url}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(filename)}"
@@ -216,19 +277,28 @@ class LocalHub:
         """Let every stalled response (stall_seconds=None) go on sending; later ones do not stall."""
         self._release.set()
 
-    def _take_faults(self, repo_id: str, filename: str, method: str) -> Faults:
-        """The faults for one new request; counted ones are used up here (body faults by GETs only)."""
+    def _take_faults(self, repo_id: str, filename: str, method: str, rng: str | None,
+                     part: str = "all") -> Faults:
+        """The faults for one new request; counted ones are used up here. `part`: "status" (the
+        hub's side when a download host serves the body), "body" (the download host) or "all"."""
         with self._lock:
             f = self._faults.get((repo_id, filename))
             if f is None:
                 return Faults()
             now = replace(f)
+            bounded = bool(rng and re.fullmatch(r"bytes=\d+-\d+", rng.strip()))
+            aimed = method != "GET" or f.applies_to == "all" or (f.applies_to == "header") == bounded
             for name in ("status", "drop_after", "stall_after"):
                 times_attr = name.split("_")[0] + "_times"
                 if getattr(f, name) is None:
                     continue
-                applies = method in f.status_methods if name == "status" else method == "GET"
-                if not applies:
+                if name == "status":
+                    applies = method in f.status_methods and part != "body"
+                elif name == "stall_after":  # (a HEAD is answered by the hub even with a download host)
+                    applies = method in f.stall_methods and (part != "status" or method == "HEAD")
+                else:
+                    applies = method == "GET" and part != "status"
+                if not applies or not aimed:
                     setattr(now, name, None)
                     continue
                 times = getattr(f, times_attr)
@@ -237,6 +307,8 @@ class LocalHub:
                         setattr(now, name, None)
                     else:
                         setattr(f, times_attr, times - 1)
+            if not aimed or part == "status":
+                now.corrupt_offset, now.throttle, now.ignore_range = None, None, False
             return now
 
     # -- statistics ---------------------------------------------------------------------------
@@ -350,6 +422,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorized(self) -> bool:
         return bool(self.hub.token) and self.headers.get("Authorization") == f"Bearer {self.hub.token}"
 
+    def _new_log(self, path: str, repo_id: str | None = None, filename: str | None = None,
+                 host: str = "hub") -> RequestLog:
+        return self.hub._log(RequestLog(self.command, path, repo_id, filename, self.headers.get("Range"),
+                                        host=host, authorization=self.headers.get("Authorization")))
+
     def do_HEAD(self):
         self._dispatch()
 
@@ -363,7 +440,23 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if "/resolve/" in path and not path.startswith("/api/"):
                 return self._resolve(url.path)
-            self.hub._log(RequestLog(self.command, self.path))  # API calls are logged too
+            self._new_log(self.path)  # API calls are logged too
+            with self.hub._lock:
+                replaced = self.hub._api_answers.get(path)
+                fault = self.hub._api_faults.get(path)
+                if fault is not None and fault[2] > 0:
+                    fault[2] -= 1
+                    stall_seconds, status = fault[0], fault[1]
+                    fault = (stall_seconds, status)
+                else:
+                    fault = None
+            if fault is not None:
+                if fault[0] is not None:
+                    self._stall(Faults(stall_seconds=fault[0]))
+                if fault[1] is not None:
+                    return self._error(fault[1], None, f"injected {fault[1]}")
+            if replaced is not None:
+                return self._send(200, replaced)
             if path == "/api/models" or path == "/api/models/":
                 return self._json(self.hub._search(params))
             if path.startswith("/api/models/"):
@@ -444,7 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo_id = unquote(head.strip("/"))
         rev_quoted, _, file_quoted = tail.partition("/")
         rev, filename = unquote(rev_quoted), unquote(file_quoted)
-        log = self.hub._log(RequestLog(self.command, raw_path, repo_id, filename, self.headers.get("Range")))
+        log = self._new_log(raw_path, repo_id, filename)
         try:
             self._serve_file(log, repo_id, rev, filename)
         finally:
@@ -452,7 +545,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_file(self, log: RequestLog, repo_id: str, rev: str, filename: str) -> None:
         repo = self.hub._repo(repo_id)
-        faults = self.hub._take_faults(repo_id, filename, self.command)
+        f = repo.files.get(filename) if repo is not None else None
+        offsite = bool(self.hub.cdn and f is not None and f.lfs)  # the body comes from the download host
+        faults = self.hub._take_faults(repo_id, filename, self.command, self.headers.get("Range"),
+                                       "status" if offsite else "all")
         if faults.status is not None:
             log.status = faults.status
             code = {404: "EntryNotFound", 401: "GatedRepo", 403: "GatedRepo"}.get(faults.status)
@@ -468,11 +564,41 @@ class _Handler(BaseHTTPRequestHandler):
             log.status = status
             return self._error(status, "GatedRepo",
                                f"Access to model {repo_id} is restricted. You must be authenticated to access it.")
-        f = repo.files.get(filename)
         if f is None:
             log.status = 404
             return self._error(404, "EntryNotFound", f"{filename} does not exist on {rev}")
+        headers = {} if faults.bare else {
+            "X-Repo-Commit": repo.sha,
+            "ETag": f'"{f.sha256}"' if f.lfs else f'"{f.git_oid}"',
+        }
+        if f.lfs and not faults.bare:
+            headers["X-Linked-Etag"] = f'"{f.sha256}"'
+            headers["X-Linked-Size"] = str(f.size)
+        if self.hub.xet and f.lfs:
+            route = f"/api/models/{repo_id}/xet-read-token/{repo.sha}"
+            headers["X-Xet-Hash"] = hashlib.sha256(f.sha256.encode()).hexdigest()
+            headers["X-Xet-Refresh-Route"] = f"{self.hub.url}{route}"
+            headers["Link"] = f'<{self.hub.url}{route}>; rel="xet-auth"'
+        if offsite:
+            if faults.stall_after is not None and self.command == "HEAD":
+                self._stall(faults)
+            log.status = 302
+            headers["Location"] = self.hub._sign(repo_id, filename, repo.sha)
+            return self._send(302, b"", headers, content_type="text/plain")
+        self._send_file(log, f, faults, headers)
 
+    def _stall(self, faults: Faults) -> None:
+        if faults.stall_seconds is None:
+            self.hub._release.wait()
+        else:
+            self.hub._stopping.wait(faults.stall_seconds)
+        if self.hub._stopping.is_set():
+            raise _Dropped()
+
+    def _send_file(self, log: RequestLog, f: _File, faults: Faults, headers: dict) -> None:
+        """Headers, then (for GET) the body of `f`, honouring Range unless told not to."""
+        if self.command == "HEAD" and faults.stall_after is not None:
+            self._stall(faults)  # a HEAD stalls before its answer (it has no body to stall in)
         start, end = 0, f.size - 1
         status = 200
         rng = self.headers.get("Range")
@@ -492,19 +618,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(416, b"", {"Content-Range": f"bytes */{f.size}"})
             status = 206
         log.status = status
-        headers = {
-            "X-Repo-Commit": repo.sha,
-            "ETag": f'"{f.sha256}"' if f.lfs else f'"{f.git_oid}"',
-            "Accept-Ranges": "bytes",
-        }
-        if f.lfs:
-            headers["X-Linked-Etag"] = f'"{f.sha256}"'
-            headers["X-Linked-Size"] = str(f.size)
+        headers = {**headers, "Accept-Ranges": "bytes"}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start + 1))
+        if not (faults.bare and self.command == "HEAD"):
+            self.send_header("Content-Length", str(end - start + 1))
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
@@ -540,13 +660,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Dropped()
                 if faults.stall_after is not None and sent_here >= faults.stall_after:
                     self.wfile.flush()
-                    if faults.stall_seconds is None:
-                        self.hub._release.wait()
-                    else:
-                        self.hub._stopping.wait(faults.stall_seconds)
                     faults.stall_after = None
-                    if self.hub._stopping.is_set():
-                        raise _Dropped()
+                    self._stall(faults)
                 if faults.throttle:
                     n = min(n, max(1, faults.throttle // 20))
                 if src is not None:
@@ -571,29 +686,67 @@ class _Handler(BaseHTTPRequestHandler):
                 src.close()
 
 
-# `corral` for child processes, through models_cmd's parser while `models` is not yet listed in
-# app.cli.COMMAND_MODULES (then `python -m app` is used).
-_MODELS_CLI = """
-import sys, argparse
-from app.cli import models_cmd
-from app.cli._common import CliError
-parser = argparse.ArgumentParser(prog="corral")
-models_cmd.register(parser.add_subparsers())
-args = parser.parse_args(sys.argv[1:])
-try:
-    sys.exit(args.func(args))
-except CliError as exc:
-    print(f"corral: {exc}", file=sys.stderr)
-    sys.exit(exc.exit_code)
-"""
+class _CdnHandler(_Handler):
+    """The download host: serves the bytes of the files the hub signed a URL for."""
+
+    server_version = "LocalHubCdn/1.0"
+
+    def _dispatch(self):
+        url = urlsplit(self.path)
+        signature = (parse_qs(url.query).get("X-Amz-Signature") or [""])[0]
+        with self.hub._lock:
+            signed = self.hub._signed.get(signature)
+        repo_id, filename = signed or (None, None)
+        log = self._new_log(self.path, repo_id, filename, host="cdn")
+        try:
+            if signed is None:
+                log.status = 403
+                return self._send(403, b"<Error><Code>AccessDenied</Code></Error>", content_type="application/xml")
+            if self.headers.get("Authorization"):
+                # S3-style hosts refuse a second way of signing: the hub's token must not come here
+                log.status = 400
+                return self._send(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                                       b"mechanism allowed</Message></Error>", content_type="application/xml")
+            repo = self.hub._repo(repo_id)
+            f = repo.files.get(filename) if repo is not None else None
+            if f is None:
+                log.status = 404
+                return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+            faults = self.hub._take_faults(repo_id, filename, self.command, self.headers.get("Range"), "body")
+            self._send_file(log, f, faults, {} if faults.bare else {"ETag": f'"{f.sha256}"'})
+        except (BrokenPipeError, ConnectionResetError, _Dropped):
+            self.close_connection = True
+        finally:
+            self.hub._finish(log)
+
+
+def _serve(handler, host: str, name: str) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
+                              daemon=True)
+    thread.start()
+    return server, thread
 
 
 def corral_command() -> list[str]:
-    """The argv prefix that runs `corral` in a child process (tests and benchmarks against the hub)."""
-    from app import cli
-    if "app.cli.models_cmd" in cli.COMMAND_MODULES:
-        return [sys.executable, "-m", "app"]
-    return [sys.executable, "-c", _MODELS_CLI]
+    """The argv prefix that runs `corral` as users get it, in a child process."""
+    return [sys.executable, "-m", "app"]
+
+
+def start_corral(hub: LocalHub, home: str | os.PathLike, *argv: str, **popen) -> subprocess.Popen:
+    """`corral ARGV` as users run it, in a child process on Corral home `home` (CORRAL_HOME)
+    against `hub` (HF_ENDPOINT), with no token from the environment; text stdout and stderr are
+    pipes. Ctrl+C (SIGINT) works in the child even when the test run itself was started in the
+    background (a shell starts background jobs with SIGINT ignored and children inherit that;
+    Python then installs no KeyboardInterrupt handler)."""
+    env = {**os.environ, "CORRAL_HOME": str(home), "HF_ENDPOINT": hub.url,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **popen.pop("env", {})}
+    env.pop("HF_TOKEN", None)
+    if os.name == "posix":
+        popen.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen([*corral_command(), *argv], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
 
 
 try:  # a pytest fixture for test modules: `from app.testing.hub_server import local_hub`
@@ -607,5 +760,4 @@ if pytest is not None:
         """A started LocalHub; HF_ENDPOINT points at it (pass endpoint= too: huggingface_hub reads it at import)."""
         with LocalHub() as hub:
             monkeypatch.setenv("HF_ENDPOINT", hub.url)
-            monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
             yield hub
