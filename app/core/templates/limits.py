@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from typing import Any, Callable, Iterable
 
 from jinja2.exceptions import SecurityError
@@ -21,6 +22,10 @@ MAX_OUTPUT_CHARS = 4_000_000  # a whole rendering; no single value may be larger
 MAX_VALUE_CHARS = 1_000_000   # an argument, a stored value, a repeated sequence
 MAX_INT_BITS = 100_000        # ~30,000 digits: big enough for any arithmetic a template does
 MAX_JSON_INDENT = 64
+# All the text that filters and calls of one rendering may build, kept or not: the bound on
+# memory where the operating system sets none (Windows), and a fast refusal everywhere.
+MAX_CHARS_BUILT = 64 * MAX_OUTPUT_CHARS
+_built = threading.local()  # one rendering runs in one thread
 
 # printf-style conversions (`'%2000000000s' % x`) and str.format fields (`'{:>2000000000}'`):
 # their width and precision are sizes too.
@@ -31,6 +36,17 @@ _DIGITS = re.compile(r"\d+")
 
 def refuse(what: str) -> SecurityError:
     return SecurityError(f"{what} is too large for a template")
+
+
+def start_rendering() -> None:
+    _built.chars = 0
+
+
+def _spend(value: Any) -> None:
+    if isinstance(value, (str, list, tuple, dict)):
+        _built.chars = getattr(_built, "chars", 0) + len(value)
+        if _built.chars > MAX_CHARS_BUILT:
+            raise refuse(f"the text built ({_built.chars:,} characters in all)")
 
 
 def check_size(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
@@ -122,9 +138,16 @@ def checked(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         check_arguments((*extra, *kwargs.values()))
         if check is not None:
             check(value, extra, kwargs)
-        return check_size(func(*args, **kwargs), MAX_OUTPUT_CHARS)
+        return check_result(func(*args, **kwargs))
 
     return wrapper
+
+
+def check_result(value: Any) -> Any:
+    """A filter's or call's result: no larger than a whole rendering, and counted."""
+    check_size(value, MAX_OUTPUT_CHARS)
+    _spend(value)
+    return value
 
 
 def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -134,13 +157,32 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     owner = getattr(obj, "__self__", None)
     if not isinstance(owner, str):
         return
-    name = getattr(obj, "__name__", "")
-    if name in ("format", "format_map"):
-        check_format(owner, ())
-    elif name == "replace" and len(args) >= 2:
+    name = getattr(obj, "__name__", "")  # (str.format: sandbox.py checks jinja's wrapper)
+    if name == "replace" and len(args) >= 2:
         _replace(owner, args[0], args[1])
     elif name == "join" and args:
         _join(args[0], owner)
+    elif name == "translate" and args and isinstance(args[0], dict):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        if len(owner) * longest > MAX_OUTPUT_CHARS:
+            raise refuse("the result of translate")
     elif name == "expandtabs" and args and isinstance(args[0], int):
         if len(owner) + owner.count("\t") * args[0] > MAX_OUTPUT_CHARS:
             raise refuse("the result of expandtabs")
+
+
+def check_json(value: Any, indent: int | None) -> None:
+    """tojson: a bound on the text json.dumps would build (one C call: nothing can stop it
+    once it runs), from a walk over the value that stops as soon as the bound is passed."""
+    if isinstance(indent, int) and indent > MAX_JSON_INDENT:
+        raise refuse(f"tojson(indent={indent})")
+    size, depth_cost, stack = 0, (indent or 0) + 2, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        size += depth * depth_cost + (len(item) if isinstance(item, str) else 8)
+        if size > MAX_OUTPUT_CHARS:
+            raise refuse("the result of tojson")
+        if isinstance(item, dict):
+            stack.extend((x, depth + 1) for pair in item.items() for x in pair)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((x, depth + 1) for x in item)

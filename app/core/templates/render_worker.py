@@ -6,9 +6,9 @@ operation (a huge power, a huge string method) holds the GIL and cannot be inter
 Jinja's own quirks have let such operations run outside every check before. So the untrusted
 template compiles and renders here, in a long-lived child process:
 
-- started isolated (`python -I`, a fixed working directory; a frozen app runs its own
-  executable with --corral-render-worker), by spawning a new program, never by forking the
-  caller (the GUI has threads);
+- started isolated by app.core.child (`python -I`, a fixed working directory, no secrets in
+  its environment; a frozen app runs its own executable with --corral-render-worker), as a
+  new program, never by forking the caller (the GUI has threads);
 - its address space is limited (RLIMIT_AS, MEMORY_LIMIT bytes), so a huge value ends in
   MemoryError, not in the machine swapping;
 - the parent waits for the reply on a pipe (which releases the GIL: a server's other requests
@@ -39,19 +39,23 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.core.child import start_child
 from app.core.templates import sandbox
 from app.core.templates.limits import MAX_OUTPUT_CHARS
 from app.core.templates.model import TemplateError
 
 MEMORY_LIMIT = 1_000_000_000  # bytes of address space for the worker (not on Windows)
-GRACE_SECONDS = 0.5           # after the deadline, before the parent kills the worker
+GRACE_SECONDS = 0.25          # after the deadline, before the parent kills the worker
 START_SECONDS = 60.0          # a worker that cannot start in this long is a broken install
 MAX_WORKERS = 3
 MAX_BATCH_CHARS = 4 * MAX_OUTPUT_CHARS  # all texts of one reply together
 _MAX_FRAME = 8 * MAX_BATCH_CHARS + 65536  # JSON escapes take up to 6 bytes a character
+# Test hook: "no-limits" makes the worker render without the sandbox's size limits and with
+# jinja's compile-time folding, to show that the process bounds hold whatever the template
+# does. Unset in normal use.
+TEST_ENV = "CORRAL_RENDER_WORKER_TEST"
 TIMEOUT = object()
 FLAG = "--corral-render-worker"  # app.cli.main() runs main() below when it sees this
 
@@ -129,6 +133,9 @@ def main() -> int:
     sys.stdout = sys.stderr  # nothing printed by accident may corrupt the protocol
     import app.core.templates.system_role  # noqa: F401  (imported before saying ready)
 
+    if os.environ.get(TEST_ENV) == "no-limits":
+        sandbox.drop_limits_for_tests()
+
     _write_frame(replies, {"ready": os.getpid()})
     while True:
         try:
@@ -151,27 +158,12 @@ def main() -> int:
 
 # ------------------------------------------------------------------ the parent side
 
-def _command() -> list[str]:
-    if getattr(sys, "frozen", False):  # PyInstaller: the app's own executable, with a flag
-        return [sys.executable, FLAG]
-    root = str(Path(__file__).resolve().parents[3])
-    # -I: no current directory, PYTHON* variables or user site on sys.path; the code's own
-    # folder is put there explicitly.
-    code = (f"import sys; sys.path.insert(0, {root!r}); "
-            f"from app.core.templates.render_worker import main; sys.exit(main())")
-    return [sys.executable, "-I", "-c", code]
-
-
 class _Worker:
     def __init__(self) -> None:
-        kwargs: dict[str, Any] = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
         # One malloc arena: each thread's own arena would reserve 64 MB of the address space.
-        env = dict(os.environ, MALLOC_ARENA_MAX="1")
-        self.proc = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, cwd=Path(__file__).parent,
-                                     env=env, **kwargs)
+        self.proc = start_child("app.core.templates.render_worker", FLAG,
+                                env={"MALLOC_ARENA_MAX": "1"}, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.replies: queue.Queue[Any] = queue.Queue()
         threading.Thread(target=self._read, name="corral-render-reader", daemon=True).start()
         try:
@@ -252,16 +244,23 @@ class _Pool:
         if worker is not None and self._exiting:
             worker.close()
 
-    def close(self) -> None:
+    def drain(self, exiting: bool = False) -> None:
+        """Close the idle workers; busy ones are closed when they come back if exiting."""
         with self._cond:
-            self._exiting = True
+            self._exiting = self._exiting or exiting
             idle, self._idle = self._idle, []
+            self._count -= len(idle)
         for worker in idle:
             worker.close()
+
+    def close(self) -> None:
+        self.drain(exiting=True)
 
 
 _POOL = _Pool()
 atexit.register(_POOL.close)
+
+
 # Templates that failed whatever the conversation (timeout, memory, crash, refused): answered
 # at once next time instead of spending the deadline again. Keyed by the template text.
 _FAULTS: OrderedDict[str, str] = OrderedDict()
@@ -274,6 +273,20 @@ def _remember(source: str, message: str, name: str) -> None:
             else message
         while len(_FAULTS) > 64:
             _FAULTS.popitem(last=False)
+
+
+def worker_pids() -> list[int]:
+    """The process ids of the idle workers (for tests and diagnostics)."""
+    with _POOL._cond:
+        return [worker.pid for worker in _POOL._idle]
+
+
+def reset() -> None:
+    """Close the idle workers and forget the failed templates: the next render starts a
+    worker afresh, with the environment as it is then (tests use TEST_ENV)."""
+    _POOL.drain()
+    with _FAULTS_LOCK:
+        _FAULTS.clear()
 
 
 def render_untrusted(source: str, name: str, jobs: list[dict[str, Any]]

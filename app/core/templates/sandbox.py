@@ -38,8 +38,9 @@ from jinja2.ext import loopcontrols
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from app.core.templates.limits import (MAX_JSON_INDENT, MAX_OUTPUT_CHARS, check_binop,
-                                       check_call, check_size, checked)
+from app.core.templates.limits import (MAX_OUTPUT_CHARS, check_binop, check_call,
+                                       check_format, check_json, check_result, check_size,
+                                       checked, start_rendering)
 from app.core.templates.model import TemplateError
 
 DEADLINE_SECONDS = 5.0
@@ -70,8 +71,7 @@ def _strftime_now(fmt: str) -> str:
 def _tojson(value: Any, indent: int | None = None, separators: Any = None,
             sort_keys: bool = False, ensure_ascii: bool = False) -> str:
     # Hugging Face replaces jinja's HTML-escaping tojson with plain json.dumps; so do we.
-    if isinstance(indent, int) and indent > MAX_JSON_INDENT:
-        raise SecurityError(f"tojson(indent={indent}) is too large for a template")
+    check_json(value, indent)
     return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
                       ensure_ascii=ensure_ascii)
 
@@ -111,22 +111,52 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         check_call(__obj, args, kwargs)
-        return check_size(super().call(__context, __obj, *args, **kwargs), MAX_OUTPUT_CHARS)
+        return check_result(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Any:
+        # jinja hands out its own wrapper for str.format/format_map when the attribute is read,
+        # so call() never sees the method: the width check goes into that wrapper.
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+
+        def checked_format(*args: Any, **kwargs: Any) -> str:
+            check_format(fmt, (*args, *kwargs.values()))
+            return check_result(wrapped(*args, **kwargs))
+
+        return checked_format
 
 
-def _environment() -> _Sandbox:
-    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols],
-                   autoescape=False, keep_trailing_newline=False, optimized=False)
+class _Unlimited(ImmutableSandboxedEnvironment):
+    """The sandbox without the size limits and with jinja's compile-time folding: only for
+    tests, which show that the render worker bounds time and memory even then."""
+
+    unsafe_undefined = _Sandbox.unsafe_undefined
+
+
+def _environment(limits: bool = True) -> ImmutableSandboxedEnvironment:
+    options = dict(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols],
+                   autoescape=False, keep_trailing_newline=False)
+    env = _Sandbox(optimized=False, **options) if limits else _Unlimited(**options)
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)
     env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now,
                        namespace=_Namespace)
-    env.filters["tojson"] = _tojson
-    env.filters.update({name: checked(name, f) for name, f in env.filters.items()})
+    env.filters["tojson"] = _tojson if limits else json.dumps
+    if limits:
+        env.filters.update({name: checked(name, f) for name, f in env.filters.items()})
     return env
 
 
 _ENV = _environment()
+
+
+def drop_limits_for_tests() -> None:
+    """Test hook (see render_worker.TEST_ENV): render without the size limits."""
+    global _ENV
+    _ENV = _environment(limits=False)
+    _compiled.cache_clear()
 
 
 def _own_names(tree: nodes.Template) -> set[str]:
@@ -219,6 +249,7 @@ def render_jinja(source: str, name: str, variables: dict[str, Any],
     seconds = DEADLINE_SECONDS if seconds is None else seconds
 
     def run() -> str:
+        start_rendering()
         parts: list[str] = []
         size = 0
         for chunk in template.generate(**variables):
