@@ -99,7 +99,7 @@ def notify(message: str) -> None:
         _said.add(message)
         _pending.append(message)
         listeners = list(_listeners)
-    log.warning("%s", message)
+    log.info("%s", message)  # recorded where logging is set up; listeners tell the user
     for listener in listeners:
         try:
             listener(message)
