@@ -357,3 +357,13 @@ def test_an_import_never_replaces_a_file_that_appears_meanwhile(lib, tiny_model,
         lib.import_file(src, COPY)
     assert dest.read_bytes() == theirs and src.exists()
     assert sorted(p.name for p in lib.models_dir.iterdir()) == ["x.gguf"]  # no temp file left
+
+
+def test_an_id_that_would_not_print_on_one_line_is_renamed(lib, tiny_model, tmp_path):
+    """An older registry may hold an id made from a file name with a newline or an escape."""
+    src = put(tiny_model, tmp_path / "outside" / "linked.gguf")
+    lib.registry_path.parent.mkdir(parents=True, exist_ok=True)
+    lib.registry_path.write_text(json.dumps({"version": 1, "models": {
+        "two\nlines": {"kind": "linked", "path": str(src)}, "two_lines": {"kind": "linked",
+                                                                        "path": str(src)}}}))
+    assert sorted(m.id for m in lib.scan()) == ["two_lines", "two_lines-2"]

@@ -94,16 +94,18 @@ def test_broken_json_is_set_aside_never_replaced():
 
 def test_current_settings_tells_the_problem_once_and_goes_on():
     from app.core import statefile
-    heard = statefile.add_listener([].append)
+    heard: list[str] = []
+    statefile.add_listener(heard.append)
     try:
         path = get_paths().settings_file
         path.write_bytes(b"\xff\xfe{}")
         assert current_settings() == Settings()
         assert current_settings() == Settings()
     finally:
-        statefile.remove_listener(heard)
+        statefile.remove_listener(heard.append)
     notes = [n for n in statefile.take_notices() if str(path) in n]
     assert len(notes) == 1 and "is not UTF-8 text (byte 0xff at offset 0)" in notes[0]
+    assert heard == notes
     assert _aside(path).read_bytes() == b"\xff\xfe{}"
 
 
