@@ -19,8 +19,8 @@ from keyring.backends import fail
 
 from app.core.engine import SamplingParams
 from app.core.library import Library
-from app.core.remote import (RemoteBackend, RemoteError, ServerRegistry, list_remote_models,
-                             normalize_url, open_remote, resolve)
+from app.core.remote import RemoteError, ServerRegistry, normalize_url, resolve
+from app.core.remote_client import RemoteBackend, list_remote_models, open_remote
 from app.core.server import ServeConfig, Server
 
 pytestmark = pytest.mark.timeout(300)
@@ -226,15 +226,11 @@ def test_another_corral_with_a_key(make_model, tmp_path, registry, monkeypatch):
 
 # --------------------------------------------------------------------------- the command
 
-RUN_CLI = ("import sys, app.cli as cli; "
-           "cli.COMMAND_MODULES = tuple(dict.fromkeys(cli.COMMAND_MODULES + "
-           "('app.cli.serve_cmd', 'app.cli.servers_cmd'))); sys.exit(cli.main())")
-
-
 def corral(tmp_path, *args, input=None):
+    """The shipped command, as `python -m app` (nothing re-registered here)."""
     env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"),
                PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    return subprocess.run([sys.executable, "-c", RUN_CLI, *args], env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "app", *args], env=env, text=True,
                           capture_output=True, input=input, timeout=120)
 
 
@@ -269,3 +265,82 @@ def test_corral_chat_takes_a_remote_model_id_like_a_local_one(llama_server, tmp_
     r = corral(tmp_path, "chat", "nosuchserver/tiny", "-p", "hi")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "nosuchserver/tiny" in r.stderr and "does not exist" in r.stderr
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+class Scripted:
+    """A server that answers each path with the bytes it is given (and counts requests)."""
+
+    def __init__(self, answers: dict[str, bytes]):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                outer.hits.append(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                data = answers[self.path]
+                self.send_response(200)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.mark.parametrize("models, event, said", [
+    (b"[" * 100_000 + b"]" * 100_000, b"data: []", "not a JSON object"),
+    (b'{"data": "xyz"}', b'data: {"choices": "x"}', "choices that are not a list"),
+    (b'{"data": [{"id": 5}]}', b'data: {"choices": [{"text": 5}]}', "text is not text"),
+    (b" " * (9 * 1024 * 1024), b"data: " + b"[" * 100_000, "not JSON"),
+])
+def test_a_hostile_server_s_answers_are_remote_errors(registry, models, event, said):
+    server = Scripted({"/v1/models": models, "/v1/completions": event + b"\n\n"})
+    try:
+        registry.add(server.url, name="odd", key="sk-1")
+        backend = RemoteBackend.for_server(registry.get("odd"), registry, offline=False)
+        with pytest.raises(RemoteError, match="odd: "):
+            backend.models()
+        with pytest.raises(RemoteError, match=said):
+            list(backend.complete("m", "hi"))
+        backend.close()
+    finally:
+        server.close()
+
+
+def test_offline_mode_sends_nothing(registry, tmp_path, monkeypatch):
+    from app.core.remote_client import OfflineError
+    from app.core.settings import Settings, save_settings
+
+    server = Scripted({"/v1/models": b'{"data": [{"id": "m"}]}'})
+    try:
+        registry.add(server.url, name="box")
+        monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+        save_settings(Settings(offline=True))
+        backend = RemoteBackend.for_server(registry.get("box"), registry)
+        with pytest.raises(OfflineError, match="offline mode is on.*box"):
+            backend.models()
+        with pytest.raises(OfflineError):
+            list(backend.chat("m", HELLO, GREEDY))
+        models, errors = list_remote_models(registry)
+        assert models == [] and "offline mode is on" in errors["box"]
+        assert server.hits == []
+        assert RemoteBackend.for_server(registry.get("box"), registry, offline=False).models() == ["m"]
+        assert server.hits == ["/v1/models"]
+    finally:
+        server.close()

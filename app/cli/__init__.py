@@ -14,6 +14,7 @@ from typing import Sequence
 
 from app import __version__
 from app.cli._common import CliError, user_error_types
+from app.core.safetext import terminal_safe
 
 # Modules that add a command; each one exposes register(subparsers).
 COMMAND_MODULES = (
@@ -67,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 141
     except CliError as exc:
-        print(f"corral: {exc}", file=sys.stderr)
+        print(f"corral: {terminal_safe(exc)}", file=sys.stderr)
         return exc.exit_code
     except user_error_types() as exc:
-        print(f"corral: {exc}", file=sys.stderr)
+        # Messages quote outside text (a model's general.name, a file name, a server's words):
+        # escapes in it must not reach the terminal.
+        print(f"corral: {terminal_safe(exc)}", file=sys.stderr)
         return 1

@@ -30,3 +30,14 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         if isinstance(found, type) and issubclass(found, BaseException):
             types.append(found)
     return tuple(types)
+
+
+def check_arg(flag: str, value: str | None) -> str | None:
+    """`value` of a command-line option, unless it holds a byte that is not UTF-8 (CliError
+    naming the option, before the text goes anywhere)."""
+    from app.core.inputs import text_problem
+
+    problem = text_problem(value, from_bytes=True) if isinstance(value, str) else None
+    if problem:
+        raise CliError(f"{flag}: the text {problem}", 2)
+    return value

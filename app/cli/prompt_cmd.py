@@ -9,7 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from app.cli._common import CliError
+from app.cli._common import CliError, check_arg
+from app.core.safetext import terminal_safe
+
+MAX_MESSAGES_BYTES = 16 * 1024 * 1024
 
 
 def register(sub) -> None:
@@ -37,6 +40,7 @@ def run(args) -> int:
 
     if not args.model and not args.template:
         raise CliError("give a MODEL_PATH or --template ID (see `corral templates list`)", 2)
+    check_arg("--system", args.system)
     if args.model:
         try:
             from app.core.gguf_info import inspect  # only when a model file is asked for
@@ -55,33 +59,35 @@ def run(args) -> int:
     sys.stdout.flush()
     if sys.stdout.isatty() and sys.stderr.isatty():
         print(file=sys.stderr)  # the prompt has no final newline; keep the notes apart
-    print(f"# template: {template.id} ({template.name}); {detection.rule}: {detection.detail}",
-          file=sys.stderr)
+    print(terminal_safe(f"# template: {template.id} ({template.name}); {detection.rule}: "
+                        f"{detection.detail}"), file=sys.stderr)  # names from the model file
     print(f"# add BOS: {'yes' if rendered.add_bos else 'no (the text carries it)'}",
           file=sys.stderr)
     print(f"# stop: {json.dumps(rendered.stop, ensure_ascii=False)}", file=sys.stderr)
     for note in rendered.notes:
-        print(f"# note: {note}", file=sys.stderr)
+        print(terminal_safe(f"# note: {note}"), file=sys.stderr)  # names a model's template
     return 0
 
 
 def read_messages(path: Path, any_role: bool = False) -> list[dict[str, str]]:
     """Read and check FILE.json; every problem is one line naming the file. any_role: the
-    template (a model's own) decides which roles it takes."""
+    template (a model's own) decides which roles it takes. Read with bounds (a regular file of
+    at most MAX_MESSAGES_BYTES: `/dev/zero` or a FIFO is refused, not read until memory ends)."""
+    from app.core.inputs import bad_text
+    from app.core.statefile import StateFileError, parse_file
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: cannot be read ({exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                       f"{exc.msg})") from None
+        data = parse_file(path, max_bytes=MAX_MESSAGES_BYTES, max_depth=16, missing=FileNotFoundError)
+    except StateFileError as exc:
+        raise CliError(str(exc)) from None
+    if data is FileNotFoundError:
+        raise CliError(f"{terminal_safe(path)}: no such file")
+    bad = bad_text(data)
+    if bad:
+        raise CliError(f"{terminal_safe(path)}: {bad[0]} {bad[1]}")
     from app.core.templates import TemplateError, parse_messages
 
     try:
         return parse_messages(data, any_role=any_role)
     except TemplateError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(f"{terminal_safe(path)}: {exc}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from app.cli._common import CliError
+from app.core.safetext import terminal_safe
 
 
 def register(sub) -> None:
@@ -44,13 +45,17 @@ def _where(server, registry) -> str:
 
 
 def run_add(args) -> int:
-    from app.core.remote import RemoteBackend, RemoteError, RemoteServer, ServerRegistry, \
-        default_name, normalize_url
+    from app.core.remote import RemoteError, RemoteServer, ServerRegistry, default_name, \
+        normalize_url
+    from app.core.remote_client import RemoteBackend
 
     registry = ServerRegistry()
     key = args.key
     if key == "-":
         key = sys.stdin.readline().strip() or None
+    elif key:
+        print("corral: note: a key given on the command line can be read by other users of "
+              "this machine (ps); `--key -` reads it from stdin", file=sys.stderr)
     try:
         url = normalize_url(args.url)
         name = args.name or default_name(url)
@@ -67,8 +72,12 @@ def run_add(args) -> int:
         hint = "" if args.no_check else " (--no-check adds it anyway)"
         raise CliError(f"{exc}{hint}") from None
     models = f", {count} model{'s' * (count != 1)}" if count is not None else ""
-    print(f"Added {server.name}: {server.url}{models}; {_where(server, registry)}")
-    if key and url.startswith("http://") and not _local(url):
+    print(f"Added {server.name}: {server.shown_url}{models}; {_where(server, registry)}")
+    password = server.shown_url != server.url
+    if password:
+        print("corral: note: the password in the URL is kept in servers.json (shown as ***); "
+              "an API key given with `--key -` is kept in the OS keyring instead", file=sys.stderr)
+    if (key or password) and url.startswith("http://") and not _local(url):
         print("corral: note: the key is sent unencrypted over http://", file=sys.stderr)
     return 0
 
@@ -81,7 +90,8 @@ def _local(url: str) -> bool:
 
 
 def run_list(args) -> int:
-    from app.core.remote import RemoteBackend, RemoteError, ServerRegistry
+    from app.core.remote import RemoteError, ServerRegistry
+    from app.core.remote_client import RemoteBackend
 
     registry = ServerRegistry()
     servers = registry.list()
@@ -90,19 +100,19 @@ def run_list(args) -> int:
         return 0
     failed = 0
     for server in servers:
-        print(f"{server.name}\t{server.url}\t{_where(server, registry)}")
+        print(f"{server.name}\t{server.shown_url}\t{_where(server, registry)}")
         if args.models:
             try:
                 backend = RemoteBackend.for_server(server, registry, connect_timeout=5,
                                                    read_timeout=30)
                 try:
                     for model in backend.models():
-                        print(f"  {server.name}/{model}")
+                        print(f"  {server.name}/{terminal_safe(model)}")
                 finally:
                     backend.close()
             except RemoteError as exc:
                 failed += 1
-                print(f"  unavailable: {exc}")
+                print(f"  unavailable: {terminal_safe(exc)}")
     return 1 if failed else 0
 
 
@@ -113,5 +123,5 @@ def run_rm(args) -> int:
         server = ServerRegistry().remove(args.name)
     except RemoteError as exc:
         raise CliError(str(exc)) from None
-    print(f"Removed {server.name} ({server.url})")
+    print(f"Removed {server.name} ({server.shown_url})")
     return 0

@@ -10,28 +10,27 @@ sides speak one small protocol:
     ChatStream: iterate for text pieces; then .text and .stats (app.core.engine.Stats)
 
 `app.core.server.LocalBackend` (library + engine; its streams are engine Generations) and
-`RemoteBackend` here implement it. Remote stats hold what the server reports (usage) and what
-is measured here (time to first piece, pieces per second); a server that sends no usage while
-streaming gets its pieces counted instead of tokens.
+`app.core.remote_client.RemoteBackend` implement it. This module holds the registry of servers;
+remote_client the HTTP client (which refuses every request while offline mode is on).
 
 Keys: in the OS keyring when one is usable (service "corral", user "server:NAME"); otherwise in
 `<data>/server-keys.json`, readable by its owner only (0600), never in servers.json or the chats.
+A password written into a server's URL (http://user:pass@host) is shown as `***` wherever the
+URL is shown (`shown_url`): in messages, listings and errors.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from app.core import statefile
 from app.core.engine import SamplingParams, Stats
 from app.core.paths import get_paths
-from app.core import statefile
 from app.core.safetext import terminal_safe
 from app.core.statefile import Damaged, expect, keep_entries, keep_items, write_json_atomic
 
@@ -74,6 +73,11 @@ class RemoteServer:
         return {"name": self.name, "url": self.url, "key_store": self.key_store,
                 "extras": self.extras}
 
+    @property
+    def shown_url(self) -> str:
+        """The URL to show anyone: a password in it is `***`."""
+        return shown_url(self.url)
+
 
 @dataclass(frozen=True)
 class RemoteModel:
@@ -90,11 +94,39 @@ def normalize_url(url: str) -> str:
     url = url.strip()
     if "://" not in url:
         url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteError(f"{url!r} is not an http:// or https:// server address")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and parts.hostname and (parts.port or 1)
+    except ValueError:  # "http://[::1", "http://h:99999"
+        ok = False
+    if not ok:
+        raise RemoteError(f"{terminal_safe(repr(shown_url(url)))} is not an http:// or https:// "
+                          f"server address")
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def shown_url(url: str) -> str:
+    """`url` with the password of any user:password@ replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{parts.username}:***@{host}", parts.path, parts.query,
+                       parts.fragment))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with the password of `url` replaced by *** wherever it appears (a library's
+    error message may quote the URL)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
 
 
 def default_name(url: str) -> str:
@@ -256,190 +288,6 @@ class ServerRegistry:
                 write_json_atomic(self.keys_path, keys, private=True)
 
 
-# --------------------------------------------------------------------------- the client
-
-def _error_text(response) -> str:
-    try:
-        body = json.loads(response.read())
-        err = body.get("error", body) if isinstance(body, dict) else body
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("detail") or err)
-        return str(err)
-    except (ValueError, UnicodeDecodeError):
-        return response.reason_phrase or "no details"
-
-
-class RemoteBackend:
-    """Chat with the models of one server (see ChatBackend). One stream at a time."""
-
-    def __init__(self, server: RemoteServer, key: str | None = None, *,
-                 connect_timeout: float = 10, read_timeout: float = 600) -> None:
-        import httpx2
-
-        self.server = server
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx2.Client(headers=headers, timeout=httpx2.Timeout(
-            read_timeout, connect=connect_timeout))
-        self._errors = (httpx2.HTTPError, httpx2.StreamError)
-        self._current: RemoteGeneration | None = None
-
-    @classmethod
-    def for_server(cls, server: RemoteServer, registry: ServerRegistry | None = None,
-                   **kw) -> "RemoteBackend":
-        return cls(server, (registry or ServerRegistry()).key(server), **kw)
-
-    def _url(self, path: str) -> str:
-        return self.server.url.rstrip("/") + path
-
-    def models(self) -> list[str]:
-        try:
-            response = self._http.get(self._url("/models"))
-        except self._errors as exc:
-            raise RemoteError(f"cannot reach {self.server.name} ({self.server.url}): "
-                              f"{exc}") from None
-        if response.status_code >= 400:
-            raise RemoteError(f"{self.server.name}: {response.status_code} {_error_text(response)}")
-        try:
-            return [m["id"] for m in response.json()["data"]]
-        except (ValueError, KeyError, TypeError):
-            raise RemoteError(f"{self.server.name}: {self.server.url}/models did not answer with "
-                              f"an OpenAI model list") from None
-
-    def _body(self, model: str, params: SamplingParams) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "stream": True,
-                                "stream_options": {"include_usage": True},
-                                "temperature": params.temperature, "top_p": params.top_p}
-        if params.max_tokens:
-            body["max_tokens"] = params.max_tokens
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed
-        if self.server.extras:
-            body.update(top_k=params.top_k, min_p=params.min_p,
-                        repeat_penalty=params.repeat_penalty)
-        return body
-
-    def chat(self, model: str, messages: Sequence[Mapping[str, Any]],
-             params: SamplingParams = SamplingParams(), *,
-             template: str | None = None) -> "RemoteGeneration":
-        """Stream a reply; the server applies its own template (`template` is not sent)."""
-        body = self._body(model, params)
-        body["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
-        return self._start("/chat/completions", body, params)
-
-    def complete(self, model: str, prompt: str,
-                 params: SamplingParams = SamplingParams()) -> "RemoteGeneration":
-        body = self._body(model, params)
-        body["prompt"] = prompt
-        return self._start("/completions", body, params)
-
-    def _start(self, path: str, body: dict, params: SamplingParams) -> "RemoteGeneration":
-        self._current = RemoteGeneration(self, path, body, params.seed)
-        return self._current
-
-    def stop(self) -> None:
-        current = self._current
-        if current is not None:
-            current.stopped = True
-
-    def close(self) -> None:
-        self.stop()
-        self._http.close()
-
-
-@dataclass(eq=False)
-class RemoteGeneration:
-    """The pieces of one remote reply as they arrive; `stats` is filled in when it ends."""
-
-    backend: RemoteBackend
-    path: str
-    body: dict
-    seed: int | None = None
-    text: str = ""
-    stats: Stats | None = None
-    stopped: bool = False
-    _started: float = field(default_factory=time.perf_counter)
-
-    def __iter__(self) -> Iterator[str]:
-        b, name = self.backend, self.backend.server.name
-        t_first = t_last = None
-        pieces, reason, usage, timing = 0, "", None, None
-        outcome = "cancelled"  # until the stream ends as it should, or fails
-        self._started = time.perf_counter()  # the request is sent now, not when it was made
-        try:
-            with b._http.stream("POST", b._url(self.path), json=self.body) as response:
-                if response.status_code >= 400:
-                    raise RemoteError(f"{name}: {response.status_code} {_error_text(response)}")
-                for line in response.iter_lines():
-                    if self.stopped:
-                        break  # leaving closes the connection: the server stops too
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        outcome = "done"
-                        break
-                    event = json.loads(data)
-                    if "error" in event:
-                        err = event["error"]
-                        said = err.get("message", err) if isinstance(err, dict) else err
-                        raise RemoteError(f"{name}: {said}")
-                    usage = event.get("usage") or usage
-                    timing = event.get("timings") or timing
-                    for choice in event.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        piece = delta.get("content") if "delta" in choice else choice.get("text")
-                        reason = choice.get("finish_reason") or reason
-                        if piece:
-                            now = time.perf_counter()
-                            t_first, t_last = t_first or now, now
-                            pieces += 1
-                            self.text += piece
-                            yield piece
-                else:
-                    outcome = "done"  # the server closed the stream without [DONE]
-        except b._errors as exc:
-            if not self.stopped:
-                outcome = "error"
-                raise RemoteError(f"{name} ({b.server.url}): {exc}") from None
-        except ValueError:
-            outcome = "error"
-            raise RemoteError(f"{name}: the server sent an event that is not JSON") from None
-        except RemoteError:
-            outcome = "error"
-            raise
-        finally:
-            # Anything else (the caller broke off, Ctrl-C) leaves outcome "cancelled".
-            if self.stopped and outcome != "error":
-                outcome = "cancelled"
-            self.stats = self._stats(t_first, t_last, pieces, reason, usage, outcome, timing)
-
-    def _stats(self, t_first, t_last, pieces, reason, usage, outcome, timing) -> Stats:
-        usage = usage or {}
-        n = int(usage.get("completion_tokens") or pieces)
-        decode_s = (t_last - t_first) if t_first and t_last else 0.0
-        if outcome == "done":
-            stop_reason = "length" if reason == "length" else "stop"
-        else:
-            stop_reason = outcome  # cancelled | error
-        tps = ((n - 1) / decode_s) if decode_s > 0 and n > 1 else None
-        if isinstance(timing, dict) and timing.get("predicted_per_second"):
-            tps = float(timing["predicted_per_second"])  # the server's own measure (llama.cpp's)
-        return Stats(prompt_tokens=int(usage.get("prompt_tokens") or 0), generated_tokens=n,
-                     evaluated_tokens=int(usage.get("prompt_tokens") or 0),
-                     ttft_s=(t_first - self._started) if t_first else None, decode_tps=tps,
-                     decode_s=decode_s, total_s=time.perf_counter() - self._started,
-                     stop_reason=stop_reason, seed=self.seed)
-
-    def run(self, on_piece=None) -> Stats:
-        for piece in self:
-            if on_piece:
-                on_piece(piece)
-        assert self.stats is not None
-        return self.stats
-
-
 # --------------------------------------------------------------------------- models, by id
 
 def resolve(ref: str, registry: ServerRegistry | None = None) -> RemoteModel | None:
@@ -449,33 +297,3 @@ def resolve(ref: str, registry: ServerRegistry | None = None) -> RemoteModel | N
     name, model = ref.split("/", 1)
     server = (registry or ServerRegistry()).find(name)
     return RemoteModel(server, model) if server and model else None
-
-
-def open_remote(ref: str, registry: ServerRegistry | None = None
-                ) -> tuple[RemoteBackend, str] | None:
-    """For `corral chat REF`: (backend, the model's id on its server) when REF names a remote
-    model, else None (REF is local). Close the backend when done."""
-    registry = registry or ServerRegistry()
-    found = resolve(ref, registry)
-    if found is None:
-        return None
-    return RemoteBackend.for_server(found.server, registry), found.model
-
-
-def list_remote_models(registry: ServerRegistry | None = None
-                       ) -> tuple[list[RemoteModel], dict[str, str]]:
-    """Every registered server's models, and for each server that failed, why."""
-    registry = registry or ServerRegistry()
-    models: list[RemoteModel] = []
-    errors: dict[str, str] = {}
-    for server in registry.list():
-        try:
-            backend = RemoteBackend.for_server(server, registry, connect_timeout=5,
-                                               read_timeout=15)
-            try:
-                models += [RemoteModel(server, m) for m in backend.models()]
-            finally:
-                backend.close()
-        except RemoteError as exc:
-            errors[server.name] = str(exc)
-    return models, errors

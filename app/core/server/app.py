@@ -290,8 +290,25 @@ def _resolve(app_state, name: str) -> LocalModel:
         return find_model(library, name)
     except LibraryError as exc:
         known = ", ".join(m.id for m in library.scan() if m.ok) or "none"
-        raise APIError(404, f"{exc}; the models here are: {known}", code="model_not_found",
-                       param="model") from None
+        raise APIError(404, f"{exc}; the models here are: {known}{_remote_note(name)}",
+                       code="model_not_found", param="model") from None
+
+
+def _remote_note(name: str) -> str:
+    """For SERVER/MODEL of a registered server: why it is not served (this server never
+    forwards a request to another; in offline mode it would not even if it did)."""
+    from app.core.remote import resolve
+    from app.core.settings import current_settings
+
+    try:
+        found = resolve(name)
+    except Exception:  # noqa: BLE001 - only a hint: a registry it cannot read adds nothing
+        return ""
+    if found is None:
+        return ""
+    offline = "; offline mode is on" if current_settings().offline else ""
+    return (f" ({name} is a model of the remote server {found.server.name}, which corral serve "
+            f"does not forward to{offline})")
 
 
 async def _generate(request: Request, kind: str):
