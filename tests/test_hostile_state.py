@@ -111,18 +111,7 @@ GENERIC = {
     "an empty file": b"",
 }
 
-# The download queue is read through app.core.statefile once downloads.py uses it (H3's change);
-# until then its cases are expected to fail, and they turn into failures (strict) when it does.
-_QUEUE_PENDING = pytest.mark.xfail(
-    "statefile" not in (REPO / "app" / "core" / "downloads.py").read_text(encoding="utf-8"),
-    reason="the download queue is not read through app.core.statefile yet", strict=True)
-
-
-def _marks(store: str):
-    return [_QUEUE_PENDING] if store == "download queue" else []
-
-
-CASES = [pytest.param(store, how, data, id=f"{store}: {how}", marks=_marks(store))
+CASES = [pytest.param(store, how, data, id=f"{store}: {how}")
          for store, spec in STORES.items()
          for how, data in [*GENERIC.items(), *spec.shapes.items()]]
 

@@ -101,7 +101,7 @@ def cmd_pull(args) -> int:
     manager = DownloadManager(models_dir, paths.downloads / "queue.json", hub, on_event=bar.update,
                               on_complete=_register)
     for note in manager.notices:
-        print(note, file=sys.stderr)
+        print(f"corral: {note}", file=sys.stderr)  # one line, as every other notice
     told = len(manager.notices)
     try:
         job = manager.enqueue(repo, filename, revision=args.revision, size=size, sha256=sha256,

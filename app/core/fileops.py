@@ -1,4 +1,8 @@
-"""Putting a file in place without ever replacing another one.
+"""Opening a file that must be a file, and putting a file in place without replacing another.
+
+`open_regular` opens without blocking and checks the open descriptor, so a FIFO or a device put
+where a file was expected is refused at once (opening a FIFO blocks until a writer comes;
+reading /dev/zero never ends), and what is read afterwards is what was checked.
 
 `os.replace` and `os.rename` silently replace whatever is at the destination: a model the user
 imported a moment ago, or a download that finished in another process. Corral puts a new file
@@ -16,7 +20,55 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NO_HARD_LINKS", "copy_open_file", "place_new", "same_file"]
+__all__ = ["NO_HARD_LINKS", "SpecialFile", "copy_open_file", "open_regular", "place_new",
+           "same_file", "special_kind"]
+
+_KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
+def special_kind(mode: int) -> str | None:
+    """What a non-regular file is ("a named pipe (FIFO)", "a directory", …); None for a file."""
+    if stat.S_ISREG(mode):
+        return None
+    return _KINDS.get(stat.S_IFMT(mode), "a special file")
+
+
+class SpecialFile(Exception):
+    """Not a regular file; `kind` says what it is ("a named pipe (FIFO)", "a directory")."""
+
+    def __init__(self, path: str, kind: str):
+        super().__init__(f"{path} is {kind}")
+        self.path, self.kind = path, kind
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A descriptor open for reading on the regular file at `path` (the caller closes it).
+    SpecialFile when it is anything else — checked on the open descriptor, and the open itself
+    does not block — OSError when it cannot be opened."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        try:  # a socket cannot be opened at all (ENXIO): say what it is
+            kind = special_kind(os.stat(path).st_mode)
+        except (OSError, ValueError):
+            kind = None
+        if kind:
+            raise SpecialFile(os.fspath(path), kind) from None
+        raise
+    try:
+        kind = special_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise SpecialFile(os.fspath(path), kind)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
 
 # link() fails with these where the file system or the file cannot have a second name.
 NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK,

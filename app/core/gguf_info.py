@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import struct
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.core.safetext import terminal_safe
-from app.core.statefile import special_kind
+from app.core.fileops import SpecialFile, open_regular
 
 __all__ = ["GGUF_MAGIC", "GGUFError", "ModelInfo", "inspect", "inspect_file", "is_gguf",
            "open_model_file"]
@@ -183,38 +182,16 @@ def open_model_file(path: str | os.PathLike[str]):
     the returned file is the file that was checked — read it, inspect it and copy it from this
     one file, not by opening the path again."""
     display = os.fspath(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
-        | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        return os.fdopen(open_regular(path), "rb", buffering=0)
+    except SpecialFile as exc:
+        reason = ("is a directory, not a model file" if exc.kind == "a directory"
+                  else f"is not a regular file: it is {exc.kind}")
+        raise GGUFError(display, reason) from None
     except OSError as exc:
-        kind = _special_at(path)  # a socket cannot be opened at all (ENXIO): say what it is
-        raise GGUFError(display, f"is not a regular file: it is {kind}" if kind
-                        else _os_reason(exc)) from None
+        raise GGUFError(display, _os_reason(exc)) from None
     except ValueError as exc:  # e.g. an embedded NUL in the path
         raise GGUFError(display, f"cannot be read: {exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise GGUFError(display, "is a directory, not a model file")
-        if special_kind(mode):
-            raise GGUFError(display, f"is not a regular file: it is {special_kind(mode)}")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
-        return os.fdopen(fd, "rb", buffering=0)
-    except BaseException as exc:
-        os.close(fd)
-        if isinstance(exc, OSError):
-            raise GGUFError(display, _os_reason(exc)) from None
-        raise
-
-
-def _special_at(path: str | os.PathLike[str]) -> str | None:
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    return None if stat.S_ISDIR(mode) else special_kind(mode)
 
 
 def is_gguf(path: str | os.PathLike[str]) -> bool:

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import stat
 import tempfile
 import threading
 import time
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from app.core.fileops import place_new
+from app.core.fileops import SpecialFile, open_regular, place_new
 from app.core.safetext import terminal_safe
 
 log = logging.getLogger("corral.state")
@@ -129,42 +128,21 @@ def take_notices() -> list[str]:
 
 # --------------------------------------------------------------------------- reading
 
-_KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
-
-
-def special_kind(mode: int) -> str | None:
-    """What a non-regular file is ("a named pipe (FIFO)", "a directory", …); None for a file."""
-    if stat.S_ISREG(mode):
-        return None
-    return _KINDS.get(stat.S_IFMT(mode), "a special file")
-
-
 def read_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | None:
     """The bytes of the file at `path`, None when there is none. Raises Damaged when it is not
     a regular file or is larger than `max_bytes`, StateFileError when it cannot be read."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = open_regular(path)
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise Damaged(f"is {_KINDS[stat.S_IFDIR]}, not a file") from None
+    except SpecialFile as exc:
+        raise Damaged(f"is {exc.kind}, not a file") from None
     except OSError as exc:
-        try:
-            kind = special_kind(os.stat(path).st_mode)  # a socket cannot be opened (ENXIO)
-        except OSError:
-            kind = None
-        if kind:
-            raise Damaged(f"is {kind}, not a file") from None
         raise StateFileError(f"{_show(path)}: cannot be read: {_strerror(exc)}") from None
     except ValueError as exc:  # a NUL in the path
         raise StateFileError(f"{_show(path)}: cannot be read: {exc}") from None
     try:
         st = os.fstat(fd)
-        kind = special_kind(st.st_mode)
-        if kind:
-            raise Damaged(f"is {kind}, not a file")
         if st.st_size > max_bytes:
             raise Damaged(f"is too large ({st.st_size:,} bytes; the limit is {max_bytes:,})")
         chunks, total = [], 0
