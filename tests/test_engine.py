@@ -331,3 +331,15 @@ def test_a_killed_runner_is_not_blamed_on_an_earlier_request(tiny_model, tmp_pat
         with pytest.raises(EngineError) as err:
             collect(eng.generate("hello", GREEDY))
         assert str(err.value) == "Generating failed: the model runner was killed by SIGKILL"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="reads /proc (Linux)")
+def test_the_runner_gets_no_secrets_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CORRAL_API_KEY", "sk-serve-key")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("CORRAL_TEST_HARMLESS", "kept")
+    with Engine() as eng:
+        eng.gpu_support()  # started and ready
+        environ = open(f"/proc/{eng._runner.proc.pid}/environ", "rb").read().split(b"\0")
+    assert b"CORRAL_TEST_HARMLESS=kept" in environ and b"GGML_NO_BACKTRACE=1" in environ
+    assert not [e for e in environ if b"sk-serve-key" in e or b"hf_secret" in e]

@@ -199,3 +199,23 @@ def test_a_body_that_does_not_arrive_is_a_408(server):
         took, data = closed_after(sock, BODY_S + 5)
     assert data.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in data
     assert took >= BODY_S * 0.9
+
+
+# --------------------------------------------------------------------------- saved settings
+
+def test_a_saved_sampling_value_out_of_bounds_is_left_out(server, loaded):
+    """model_settings.json is checked with the engine's own bounds: a value SamplingParams
+    would refuse (here temperature 5) is left out with the file set aside, and requests work."""
+    from app.core.paths import get_paths
+
+    path = get_paths().data / "model_settings.json"
+    path.write_text(json.dumps({"version": 1, "models": {
+        "tiny.F32": {"sampling": {"temperature": 5, "top_k": 1}}}}))
+    try:
+        r = post(server, "/completions", {"model": "tiny.F32", "prompt": "hi", "max_tokens": 2})
+        assert r.status_code == 200, r.text
+        assert json.loads(path.read_text())["models"] == {}
+        assert list(path.parent.glob("model_settings.json.damaged-*"))
+    finally:
+        for p in path.parent.glob("model_settings.json*"):
+            p.unlink()

@@ -15,7 +15,6 @@ set aside under a dated name and the user is told which file, what was wrong and
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Mapping
 
 from app.core import statefile
 from app.core.paths import get_paths
+from app.core.sampling import SamplingError, check_value
 from app.core.statefile import StateFileError, expect, keep_entries
 # The writers live with the reader in statefile; they are imported from here by older callers.
 from app.core.statefile import write_json_atomic, write_text_atomic  # noqa: F401
@@ -213,9 +213,10 @@ class ModelSettings:
         for key, value in self.sampling.items():
             if key not in SAMPLING_KEYS:
                 raise SettingsError(f"unknown sampling setting {key!r} (known: {', '.join(SAMPLING_KEYS)})")
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value)):
-                raise SettingsError(f"sampling {key} must be a number, not {value!r}")
+            try:  # the engine's own bounds (app.core.sampling), so a saved value always works
+                check_value(key, value)
+            except SamplingError as exc:
+                raise SettingsError(f"sampling {exc}") from None
         return self
 
     def is_default(self) -> bool:
