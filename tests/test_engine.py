@@ -343,3 +343,27 @@ def test_the_runner_gets_no_secrets_from_the_environment(monkeypatch):
         environ = open(f"/proc/{eng._runner.proc.pid}/environ", "rb").read().split(b"\0")
     assert b"CORRAL_TEST_HARMLESS=kept" in environ and b"GGML_NO_BACKTRACE=1" in environ
     assert not [e for e in environ if b"sk-serve-key" in e or b"hf_secret" in e]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cwd"), reason="a script stands in for the "
+                    "frozen app; reads /proc (Linux)")
+def test_a_frozen_app_starts_its_runner_with_corral_runner(tiny_model, tmp_path, monkeypatch):
+    """PyInstaller's app has no interpreter to pass -I to: it runs itself with --corral-runner,
+    which `corral`'s main() dispatches before anything else, from the app's own folder."""
+    import sys
+
+    from app.core.child import APP_ROOT
+
+    app = tmp_path / "Corral" / "corral"
+    app.parent.mkdir()
+    app.write_text(f"#!{sys.executable} -I\nimport sys\nsys.path.insert(0, {APP_ROOT!r})\n"
+                   f"from app.cli import main\nsys.exit(main())\n")
+    app.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app))
+    with Engine() as eng:
+        eng.load(tiny_model, LoadSettings(threads=2))
+        assert collect(eng.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
+        pid = eng._runner.proc.pid
+        assert open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[-2] == b"--corral-runner"
+        assert os.readlink(f"/proc/{pid}/cwd") == str(app.parent)
