@@ -12,6 +12,7 @@ switched off in sandbox.py.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 from typing import Any, Callable, Iterable
@@ -24,7 +25,7 @@ MAX_INT_BITS = 100_000        # ~30,000 digits: big enough for any arithmetic a 
 MAX_JSON_INDENT = 64
 # All the text that filters and calls of one rendering may build, kept or not: the bound on
 # memory where the operating system sets none (Windows), and a fast refusal everywhere.
-MAX_CHARS_BUILT = 64 * MAX_OUTPUT_CHARS
+MAX_CHARS_BUILT = 16 * MAX_OUTPUT_CHARS
 _built = threading.local()  # one rendering runs in one thread
 
 # printf-style conversions (`'%2000000000s' % x`) and str.format fields (`'{:>2000000000}'`):
@@ -173,16 +174,24 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
 
 def check_json(value: Any, indent: int | None) -> None:
     """tojson: a bound on the text json.dumps would build (one C call: nothing can stop it
-    once it runs), from a walk over the value that stops as soon as the bound is passed."""
+    once it runs), from a walk over the value that stops as soon as the bound is passed. The
+    walk holds one iterator per level, not the items: `[s] * 999999` costs nothing to walk."""
     if isinstance(indent, int) and indent > MAX_JSON_INDENT:
         raise refuse(f"tojson(indent={indent})")
-    size, depth_cost, stack = 0, (indent or 0) + 2, [(value, 1)]
+    per_level = (indent or 0) + 2
+    size, stack = 0, [iter((value,))]
     while stack:
-        item, depth = stack.pop()
-        size += depth * depth_cost + (len(item) if isinstance(item, str) else 8)
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        size += len(stack) * per_level + (len(item) if isinstance(item, str) else 8)
         if size > MAX_OUTPUT_CHARS:
             raise refuse("the result of tojson")
         if isinstance(item, dict):
-            stack.extend((x, depth + 1) for pair in item.items() for x in pair)
+            stack.append(itertools.chain.from_iterable(item.items()))
         elif isinstance(item, (list, tuple)):
-            stack.extend((x, depth + 1) for x in item)
+            stack.append(iter(item))
+
+
+_END = object()

@@ -86,7 +86,10 @@ def _limit_memory() -> None:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (OSError, ValueError):  # a system that refuses it: the deadline still holds
+        pass
 
 
 def _alarm(seconds: float) -> None:
