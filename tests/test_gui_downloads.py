@@ -214,3 +214,32 @@ def test_progress_is_coalesced(qtbot, home):
     assert len(seen) <= 3  # 200 progress events, one (or a couple of) view updates
     controller.manager_event(DownloadEvent(Job(**{**job.__dict__, "state": "paused"}), "state"))
     qtbot.waitUntil(lambda: seen[-1].job.state == "paused", timeout=3000)
+
+
+def test_a_hub_file_whose_header_is_damaged_is_refused_before_the_transfer(window, hub, qtbot, home, tiny_model):
+    """The window checks a hub file's header before downloading it, as `corral models pull`
+    does (the same code: the download manager's job): the download fails with the reason, only
+    the start of the file was read, and nothing lands in the models folder."""
+    damaged = bytearray(tiny_model.read_bytes())
+    damaged[4:8] = (999).to_bytes(4, "little")  # a GGUF version no reader knows
+    hub.add_file(REPO, "damaged.Q8_0.gguf", bytes(damaged))
+    library = window.show_screen("library")
+    library.show_tab("hub")
+    library.search.setText("tiny-chat")
+    qtbot.waitUntil(lambda: library.hub_list.count() == 1, timeout=10000)
+    card = library.hub_list.itemAt(0).widget()
+    card.show_files.click()
+    qtbot.waitUntil(lambda: len(card.findChildren(QPushButton, "download-button")) == 2, timeout=10000)
+    card.findChildren(QPushButton, "download-button")[0].click()  # files are listed by name: damaged… first
+
+    screen = window.show_screen("downloads")
+    qtbot.waitUntil(lambda: len(screen.rows) == 1, timeout=10000)
+    [row] = screen.rows.values()
+    qtbot.waitUntil(lambda: row.job.state == "failed", timeout=15000)
+    assert row.message.text() == (f"Not downloaded: {REPO}/damaged.Q8_0.gguf: unknown GGUF version 999 "
+                                  "(versions 2 and 3 are supported)")
+    assert button(row, "retry")
+    gets = hub.file_requests(REPO, "damaged.Q8_0.gguf", "GET")
+    assert gets and all(r.range == "bytes=0-1048575" for r in gets)  # the header only
+    assert not (home / "models" / "damaged.Q8_0.gguf").exists()
+    assert not (home / "models" / ".partial").exists() or not any((home / "models" / ".partial").iterdir())

@@ -71,7 +71,7 @@ class Retrying:
         if self.failures >= self.policy.attempts:
             raise GaveUp(problem, self.failures, last)
         delay = self.policy.delay(self.failures)
-        self.on_retry(f"{problem} — retrying in {delay:.2g} s (attempt {self.failures + 1} of "
+        self.on_retry(f"{problem.rstrip('.')} — retrying in {delay:.2g} s (attempt {self.failures + 1} of "
                       f"{self.policy.attempts})")
         if self.stop.wait(delay):
             raise Interrupted()
