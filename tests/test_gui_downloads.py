@@ -4,6 +4,7 @@ completes and lands in the library; failures are shown in words with Retry."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import pytest
@@ -243,3 +244,39 @@ def test_a_hub_file_whose_header_is_damaged_is_refused_before_the_transfer(windo
     assert gets and all(r.range == "bytes=0-1048575" for r in gets)  # the header only
     assert not (home / "models" / "damaged.Q8_0.gguf").exists()
     assert not (home / "models" / ".partial").exists() or not any((home / "models" / ".partial").iterdir())
+
+
+def test_a_same_named_model_from_elsewhere_is_not_taken_for_the_hub_file(window, hub, qtbot, home, tmp_path):
+    """A different model the user has under the hub file's name: the hub list still offers the
+    download, which lands under another name; the user's file is left as it was."""
+    from app.testing import models
+
+    mine = models.tiny(tmp_path / "mine", name="not-the-hub-model")
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    shutil.copy(mine, home / "models" / FILE)
+    library = window.show_screen("library")
+    library.show_tab("hub")
+    library.search.setText("tiny-chat")
+
+    def files_card(old=None):
+        qtbot.waitUntil(lambda: library.hub_list.count() == 1 and library.hub_list.itemAt(0).widget() is not old,
+                        timeout=10000)
+        card = library.hub_list.itemAt(0).widget()
+        card.show_files.click()
+        qtbot.waitUntil(lambda: not card.show_files.isVisible(), timeout=10000)
+        return card
+
+    first = files_card()
+    first.findChild(QPushButton, "download-button").click()  # before: "Installed", no button
+    screen = window.show_screen("downloads")
+    qtbot.waitUntil(lambda: len(screen.rows) == 1, timeout=10000)
+    [row] = screen.rows.values()
+    qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
+    assert row.job.path == str(home / "models" / "tiny-chat.Q8_0-2.gguf")
+    assert row.message.text().startswith(f"saved as tiny-chat.Q8_0-2.gguf: a different file named {FILE}")
+    assert (home / "models" / FILE).read_bytes() == mine.read_bytes()
+
+    window.show_screen("library")
+    library.search.setText("tiny-chat ")  # a new search: now it was downloaded from this repository
+    card = files_card(first)
+    assert card.findChild(QPushButton, "download-button") is None

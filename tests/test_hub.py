@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+import pytest
 
-import pytest  # noqa: E402
-
-from app.core import hub as hub_module  # noqa: E402
-from app.core.gguf_info import GGUFError  # noqa: E402
-from app.core.hub import HubClient, HubError  # noqa: E402
-from app.core.retry import RetryPolicy  # noqa: E402
-from app.testing import models  # noqa: E402
-from app.testing.hub_server import local_hub  # noqa: E402,F401  (a fixture)
+from app.core import hub as hub_module
+from app.core.gguf_info import GGUFError
+from app.core.hub import HubClient, HubError
+from app.core.retry import RetryPolicy
+from app.testing import models
+from app.testing.hub_server import local_hub, start_corral  # noqa: F401  (local_hub is a fixture)
 
 REPO = "corral-test/Tiny-GGUF"
 
@@ -180,23 +177,16 @@ def test_inspect_prefix_asks_for_more_until_the_header_is_whole(gguf_file):
     assert not isinstance(err.value, IncompleteHeader)
 
 
-def _models_cli(hub, monkeypatch, tmp_path, *argv):
-    import argparse
-
-    from app.cli import models_net
-    monkeypatch.setenv("CORRAL_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    parser = argparse.ArgumentParser()
-    models_net.register(parser.add_subparsers())
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+def corral(hub, home, *argv):
+    """`corral ARGV` as shipped, in a child process: (exit status, stdout, stderr)."""
+    proc = start_corral(hub, home, *argv)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
 
 
-def test_models_search_command(hub, monkeypatch, tmp_path, capsys):
-    assert _models_cli(hub, monkeypatch, tmp_path, "search", "gguf", "--sort", "likes", "--limit", "2",
-                       "--files") == 0
-    out = capsys.readouterr().out
+def test_models_search_command(hub, tmp_path):
+    code, out, err = corral(hub, tmp_path, "models", "search", "gguf", "--sort", "likes", "--limit", "2", "--files")
+    assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["REPOSITORY", "DOWNLOADS", "LIKES", "UPDATED"]
     assert lines[1].split()[:3] == ["other/Llama-GGUF", "100", "50"]
@@ -204,24 +194,35 @@ def test_models_search_command(hub, monkeypatch, tmp_path, capsys):
     assert "  tiny.F32.gguf  " in out and "README" not in out
 
 
-def test_models_pull_checks_the_header_first(hub, monkeypatch, tmp_path, capsys, gguf_file):
-    assert _models_cli(hub, monkeypatch, tmp_path, "pull", REPO, "tiny.F32.gguf") == 0
-    out, err = capsys.readouterr()
+def test_models_pull_checks_the_header_first(hub, tmp_path, gguf_file):
+    code, out, err = corral(hub, tmp_path, "models", "pull", REPO, "tiny.F32.gguf")
+    assert code == 0, err
     assert f"{REPO}/tiny.F32.gguf: llama" in err and "context 3072" in err and "chat template included" in err
-    assert "sha256 verified" in err
+    assert "size and sha256 verified" in err
     path = out.strip()
     assert path == str(tmp_path / "models" / "tiny.F32.gguf")
     assert open(path, "rb").read() == gguf_file.read_bytes()
 
 
-def test_models_pull_refuses_a_file_that_is_not_a_model(hub, monkeypatch, tmp_path):
-    from app.cli._common import CliError
+def test_models_pull_refuses_a_file_that_is_not_a_model(hub, tmp_path):
     hub.add_file(REPO, "page.gguf", b"<!DOCTYPE html>" + bytes(5000))
-    with pytest.raises(CliError, match="web page"):
-        _models_cli(hub, monkeypatch, tmp_path, "pull", REPO, "page.gguf")
+    code, out, err = corral(hub, tmp_path, "models", "pull", REPO, "page.gguf")
+    assert code == 1 and out == ""
+    [line] = err.strip().splitlines()[-1:]
+    assert line.startswith(f"corral: Not downloaded: {REPO}/page.gguf: ") and "web page" in line, err
     gets = hub.file_requests(REPO, "page.gguf")
     assert gets and all(r.range for r in gets)  # only the header was read
     assert not (tmp_path / "models" / "page.gguf").exists()
+
+
+def test_a_file_in_a_folder_of_the_repository_is_named_by_its_last_part(hub, client, gguf_file, tmp_path):
+    from app.core.hub import check_file_name
+
+    assert check_file_name("Q4_K_M/part.Q4_K_M.gguf") == "part.Q4_K_M.gguf"
+    hub.add_file(REPO, "Q4_K_M/part.Q4_K_M.gguf", gguf_file)
+    assert [f.filename for f in client.list_gguf_files(REPO)][0] == "Q4_K_M/part.Q4_K_M.gguf"
+    code, out, err = corral(hub, tmp_path, "models", "pull", REPO, "Q4_K_M/part.Q4_K_M.gguf")
+    assert code == 0 and out.strip() == str(tmp_path / "models" / "part.Q4_K_M.gguf"), err
 
 
 def test_an_invalid_repo_id_is_a_hub_error(client):

@@ -45,15 +45,14 @@ def register(models_sub) -> None:
 
 
 def _hub():
-    from app.core.hub import HubClient
+    from app.core.hub import client_for
     from app.core.settings import SettingsError, load_settings
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise CliError(str(exc)) from None
-    # offline=None: the settings' offline switch, else HF_HUB_OFFLINE
-    return HubClient(token=settings.hf_token, offline=True if settings.offline else None,
-                     on_retry=lambda text: print(f"corral: {text}", file=sys.stderr, flush=True)), settings
+    return client_for(settings, on_retry=lambda text: print(f"corral: {text}", file=sys.stderr, flush=True)), \
+        settings
 
 
 def _resolve(args) -> tuple[str, str, int | None, str | None]:

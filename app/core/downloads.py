@@ -40,33 +40,30 @@ No Qt here.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock, Timeout
 
 from app.core.download_job import (CANCELLED, DONE, DOWNLOADING, FAILED, PARTIAL_DIR, PAUSED, QUEUED,
-                                   STATES, VERIFYING, OpenFile, Transfer, default_open, disk_full)
+                                   STATES, VERIFYING, OpenFile, Transfer, default_open)
+from app.core.download_queue import DownloadEvent, Job, QueueFile, job_from_saved
 from app.core.download_run import ELSEWHERE, VERIFIED, JobRun
 from app.core.hub import HubClient, HubError, check_file_name
 from app.core.retry import RetryPolicy
-from app.core import statefile
-from app.core.statefile import Schema, StateFileError, expect, keep_items, write_json_atomic
+from app.core.statefile import StateFileError
 
 log = logging.getLogger(__name__)
 
 ACTIVE = frozenset({DOWNLOADING, VERIFYING})
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
-STATE_VERSION = 1
-QUEUE_LOCK_TIMEOUT = 10.0  # s; the queue file is only ever locked for one read-merge-write
 FOLLOW_INTERVAL = 0.5      # s between looks at the queue while waiting for another process's job
 
 
@@ -80,67 +77,9 @@ class AlreadyDownloaded(DownloadError):
         self.path = path
 
 
-@dataclass
-class Job:
-    id: str
-    repo_id: str
-    filename: str
-    revision: str = "main"
-    state: str = QUEUED
-    size: int | None = None         # from the catalog at first, then from the hub
-    sha256: str | None = None       # expected; from the catalog at first, then the hub's LFS sha256
-    bytes_done: int = 0
-    message: str = ""               # why it is paused / failed, or what it is doing
-    path: str | None = None         # the finished file
-    created: float = field(default_factory=time.time)
-    check: bool = True              # read the GGUF header on the hub before downloading
-    verified: str = ""              # when done: what was checked (a key of download_run.VERIFIED)
-
-    @property
-    def name(self) -> str:
-        return Path(self.filename).name
-
-
-_JOB_FIELDS = frozenset(f.name for f in fields(Job))
-# A saved field of another type (a hand-edited or foreign queue file) falls back to its default.
-_SAVED_TYPES = {"size": (int, None), "sha256": (str, None), "created": ((int, float), 0.0),
-                "revision": (str, "main"), "message": (str, ""), "path": (str, None),
-                "bytes_done": (int, 0), "check": (bool, True), "verified": (str, "")}
-
-
-def _check_job(raw: object) -> dict:
-    expect(raw, dict, "the job")
-    for key in ("id", "repo_id", "filename"):
-        expect(raw.get(key), str, key)
-    return raw  # the other fields are normalised where they are used (_SAVED_TYPES)
-
-
-def _check_queue(value: object, problems: list[str]) -> dict:
-    data = expect(value, dict)
-    jobs = expect(data.get("jobs", []), list, "jobs")
-    return {"version": STATE_VERSION, "jobs": keep_items(jobs, _check_job, problems, "job")}
-
-
-QUEUE_SCHEMA = Schema(default=lambda: {"version": STATE_VERSION, "jobs": []}, check=_check_queue,
-                      then="the queue starts empty; partial downloads are kept (pull a file again to "
-                           "resume it)")
-
-
 def verified_text(job: Job) -> str:
     """What was checked of a finished download, in words ("size and sha256 verified", …)."""
     return VERIFIED.get(job.verified, "")
-
-
-@dataclass(frozen=True)
-class DownloadEvent:
-    job: Job                        # a snapshot
-    kind: str                       # "state" or "progress"
-    speed: float | None = None      # bytes/s, smoothed
-    eta: float | None = None        # seconds
-
-    @property
-    def fraction(self) -> float | None:
-        return self.job.bytes_done / self.job.size if self.job.size else None
 
 
 class _Worker:
@@ -183,38 +122,23 @@ class DownloadManager:
         self._running = False
         self._only: set[str] | None = None
         # The window and `corral models pull` may run at once on the same queue file: each
-        # manager writes back only the jobs it changed (see _save), under this lock.
-        self._queue_lock = FileLock(f"{self.state_file}.lock", timeout=QUEUE_LOCK_TIMEOUT)
-        self._locks_dir = self.state_file.parent / "locks"  # who writes which partial file
+        # manager writes back only the jobs it changed (see _save), under its lock.
+        self.queue = QueueFile(self.state_file)
+        self.notices = self.queue.notices  # problems worth telling the user (e.g. a damaged queue file)
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
-        self.notices: list[str] = []  # problems worth telling the user (e.g. a damaged queue file)
-        self._save_problem: str | None = None  # the queue file could not be written (told once)
         self._load()
 
     # -- persistence --------------------------------------------------------------------------------
     def _load(self) -> None:
-        self._locks_dir.mkdir(parents=True, exist_ok=True)  # (and the queue's folder with it)
-        with self._queue_lock:
-            try:
-                saved = list(self._jobs_on_disk().values())
-            except StateFileError as exc:  # left as it is: told, and never written over
-                self._tell_save_problem(str(exc))
-                saved = []
-        for raw in saved:
+        for raw in self.queue.read_or_told().values():  # (unreadable: left as it is, never written over)
             job = self._job_from_disk(raw)
             self._jobs[job.id] = job
 
     def _job_from_disk(self, raw: dict) -> Job:
         """A saved job as this process should see it: one saved as running whose partial nobody
         holds is queued again (the process running it died), and bytes_done is the partial's size."""
-        job = Job(**{k: v for k, v in raw.items() if k in _JOB_FIELDS})
-        if job.state not in STATES:  # a state this version does not know: let the user decide
-            job.state = PAUSED
-        for name, (kinds, default) in _SAVED_TYPES.items():
-            value = getattr(job, name)
-            if not isinstance(value, kinds) or isinstance(value, bool) != (kinds is bool):
-                setattr(job, name, default)
+        job = job_from_saved(raw)
         if job.state in ACTIVE and not self._partial_owned_elsewhere(job):
             job.state, job.message = QUEUED, ""
         elif job.state in ACTIVE:
@@ -230,8 +154,8 @@ class DownloadManager:
         they are. Returns (snapshots of the jobs that changed, ids of the jobs now gone); nothing
         if the queue file is locked this instant (the next call sees it)."""
         try:
-            with self._queue_lock.acquire(timeout=0):
-                on_disk = self._jobs_on_disk()
+            with self.queue.lock.acquire(timeout=0):
+                on_disk = self.queue.read()
         except (Timeout, StateFileError):  # locked this instant, or unreadable (told when saving)
             return [], []
         changed: list[Job] = []
@@ -253,19 +177,6 @@ class DownloadManager:
             self._schedule()  # an orphan of a process that died: this one continues it
         return changed, gone
 
-    def _jobs_on_disk(self) -> dict[str, dict]:
-        """The queue file's jobs by id (the caller holds the queue lock), read by statefile with
-        the policy for user data: a file that cannot be used at all (cut short, random bytes, the
-        wrong shape) is set aside and the queue starts empty, the partial files staying, so
-        pulling a file again resumes it; entries that cannot be used are left out, the file as it
-        was set aside. Either way the one line is added to `notices`. Raises StateFileError when
-        the file cannot be read or set aside (then nothing may be written over it)."""
-        loaded = statefile.load(self.state_file, QUEUE_SCHEMA)
-        if loaded.notice and loaded.notice not in self.notices:
-            log.info(loaded.notice)  # (told through `notices`: a warning would print it twice)
-            self.notices.append(loaded.notice)
-        return {j["id"]: j for j in loaded.value["jobs"]}
-
     def _save(self) -> bool:
         """Write the jobs this manager added, changed or removed over the queue file as it is now,
         so a job another process added or moved on meanwhile is kept as that process left it. A
@@ -274,8 +185,8 @@ class DownloadManager:
         pending and go with the next save. Returns whether the queue was written."""
         with self._lock:
             try:
-                with self._queue_lock:
-                    merged = self._jobs_on_disk()
+                with self.queue.lock:
+                    merged = self.queue.read()
                     for job_id in self._removed:
                         merged.pop(job_id, None)
                     for job_id in self._dirty:
@@ -286,25 +197,13 @@ class DownloadManager:
                             self._jobs[job_id] = self._job_from_disk(theirs)  # finished elsewhere
                             continue
                         merged[job_id] = asdict(self._jobs[job_id])
-                    write_json_atomic(self.state_file, {"version": STATE_VERSION, "jobs": list(merged.values())})
-            except StateFileError as exc:
-                self._tell_save_problem(str(exc))
+                    self.queue.write(list(merged.values()))
+            except (StateFileError, OSError) as exc:  # (filelock's Timeout is an OSError too)
+                self.queue.could_not_save(exc)
                 return False
-            except OSError as exc:  # (filelock's Timeout is one too)
-                reason = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
-                self._tell_save_problem(f"The download queue {self.state_file} could not be saved ({reason}); "
-                                        "the downloads go on, and the queue is saved again at the next change.")
-                return False
-            self._save_problem = None
             self._dirty.clear()
             self._removed.clear()
             return True
-
-    def _tell_save_problem(self, note: str) -> None:
-        if self._save_problem != note:  # once per problem, not once per progress step
-            self._save_problem = note
-            log.info(note)
-            self.notices.append(note)
 
     # -- queries ----------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -494,12 +393,6 @@ class DownloadManager:
                         on_bytes=lambda done: self._progress(worker, done),
                         on_note=lambda text: self._set(job.id, DOWNLOADING, text))
 
-    def _partial_lock_path(self, transfer: Transfer) -> str:
-        """Where the lock that says which process writes `transfer`'s partial file lives: beside
-        the queue (the models folder stays clean), named after the partial's full path."""
-        key = hashlib.sha1(str(transfer.part.resolve()).encode()).hexdigest()[:16]
-        return str(self._locks_dir / f"{transfer.part.name}-{key}.lock")
-
     def _emit(self, event: DownloadEvent) -> None:
         if self.on_event is None:
             return
@@ -522,7 +415,7 @@ class DownloadManager:
             # models pull`) asking for the same file follows the first instead of interleaving
             # bytes. The lock is held until the job's final state is saved, so a process that finds
             # it free while the queue file says "downloading" knows the downloader died (refresh()).
-            owner = self._claim_partial(transfer)
+            owner = self.queue.claim_partial(transfer)
             state, message, changes = JobRun(self, job, transfer, worker.stop).run(owned=owner is not None)
         except Exception as exc:  # a bug: report it on the job rather than losing the thread
             log.exception("download %s crashed", job_id)
@@ -540,22 +433,9 @@ class DownloadManager:
         self._emit(DownloadEvent(snapshot, "state"))
         self._schedule()
 
-    def _claim_partial(self, transfer: Transfer) -> FileLock | None:
-        """The lock on `transfer`'s partial file, now held here; None if another process has it."""
-        lock = FileLock(self._partial_lock_path(transfer), blocking=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            return None
-        return lock
-
     def _partial_owned_elsewhere(self, job: Job) -> bool:
         """Whether another process holds `job`'s partial file right now (see _run)."""
-        lock = self._claim_partial(self._transfer(job))
-        if lock is None:
-            return True
-        lock.release()
-        return False
+        return self.queue.partial_owned_elsewhere(self._transfer(job))
 
     def _progress(self, worker: _Worker, done: int) -> None:
         now = time.monotonic()

@@ -143,6 +143,13 @@ def check_file_name(filename: object) -> str:
         raise HubError(str(exc), kind="invalid") from None
 
 
+def client_for(settings, *, on_retry: Callable[[str], None] | None = None) -> "HubClient":
+    """The hub client every face uses: the token in Corral's settings, their offline switch (or
+    HF_HUB_OFFLINE when it is off), and who hears about retries."""
+    return HubClient(token=settings.hf_token or None, offline=True if settings.offline else None,
+                     on_retry=on_retry)
+
+
 def _is_sha256(value: str | None) -> bool:
     return bool(value) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
 

@@ -69,10 +69,9 @@ class DownloadController(QObject):
         return self.settings.effective_models_dir()
 
     def _hub(self):
-        from app.core.hub import HubClient
+        from app.core.hub import client_for
 
-        return HubClient(token=self.settings.hf_token or None,
-                         offline=True if self.settings.offline else None)
+        return client_for(self.settings)
 
     def ensure_manager(self):
         if self.manager is None:

@@ -47,6 +47,7 @@ def _scroll(body: QWidget) -> QScrollArea:
 class LibraryScreen(QWidget):
     chatRequested = Signal(str, str)   # library id, path
     showDownloads = Signal()
+    _hubRetrying = Signal(str)         # "… — retrying in 2 s", from a hub call on a pool thread
 
     def __init__(self, state: LibraryState, downloads: DownloadController,
                  parent: QWidget | None = None) -> None:
@@ -128,6 +129,7 @@ class LibraryScreen(QWidget):
         self._debounce.timeout.connect(self._search_hub)
         self.search.textChanged.connect(self._search_changed)
         self.search.returnPressed.connect(self._search_now)
+        self._hubRetrying.connect(self.hub_status.setText)
 
         state.changed.connect(self._show_installed)
         state.failed.connect(lambda text: self.banner.show_message(text, "error"))
@@ -309,10 +311,9 @@ class LibraryScreen(QWidget):
         settings = self.state.settings
 
         def search():
-            from app.core.hub import HubClient
+            from app.core.hub import client_for
 
-            client = HubClient(token=settings.hf_token or None, offline=True if settings.offline else None)
-            return query, client.search(query, limit=30)
+            return query, client_for(settings, on_retry=self._hubRetrying.emit).search(query, limit=30)
 
         background.run(search, done=self._show_hub, failed=self._hub_failed)
 
@@ -337,10 +338,9 @@ class LibraryScreen(QWidget):
         settings = self.state.settings
 
         def files():
-            from app.core.hub import HubClient
+            from app.core.hub import client_for
 
-            client = HubClient(token=settings.hf_token or None, offline=True if settings.offline else None)
-            return repo_id, client.list_gguf_files(repo_id)
+            return repo_id, client_for(settings, on_retry=self._hubRetrying.emit).list_gguf_files(repo_id)
 
         def failed(exc: BaseException) -> None:
             card = self._hub_files.get(repo_id)
@@ -353,7 +353,11 @@ class LibraryScreen(QWidget):
         repo_id, files = result
         card = self._hub_files.get(repo_id)
         if card is not None:
-            card.set_files(files, {i.model.path.name for i in self.state.items or []})
+            # "Installed" only for what was downloaded from this very repository: a file of the
+            # same name from elsewhere is another model (its download takes another name).
+            fetched = {j.name for j in self.downloads.jobs()
+                       if j.repo_id == repo_id and j.state == "done" and j.path and Path(j.path).is_file()}
+            card.set_files(files, fetched)
 
     # ------------------------------------------------------------------ other apps
     def _tab_changed(self, index: int) -> None:
