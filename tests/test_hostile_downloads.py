@@ -89,6 +89,14 @@ def test_search_and_file_lists_retry_a_stalled_answer(hub):
     assert len(said) == 2 and all("stopped sending data (timed out) — retrying in 2 s" in s for s in said)
 
 
+def test_search_says_it_retries_a_failing_hub(hub, tmp_path):
+    hub.set_api_fault("/api/models", status=503)
+    code, out, err = finish(start_corral(hub, tmp_path, "models", "search", "tiny"))
+    assert code == 0 and out.splitlines()[1].split()[0] == REPO, err
+    assert err.startswith("corral: Searching the hub for 'tiny': the hub answered HTTP 503 (Service Unavailable); "
+                          "try again later — retrying in 2 s (attempt 2 of 6)\n"), err
+
+
 # -- the data-loss race --------------------------------------------------------------------------
 
 def test_an_import_during_a_pull_of_the_same_name_keeps_both(hub, tmp_path, tiny_model):
@@ -337,6 +345,25 @@ def test_a_nul_in_a_file_name_is_refused_before_it_is_queued(hub, tmp_path):
     with pytest.raises(DownloadError, match=r"'bad\\x00name.gguf': a file name with control characters"):
         manager.enqueue(REPO, "bad\x00name.gguf")
     assert manager.jobs() == [] and hub.requests == []
+
+
+def test_a_saved_job_with_a_hostile_file_name_is_left_out_of_the_queue(hub, tmp_path):
+    queue_file = tmp_path / "downloads" / "queue.json"
+    queue_file.parent.mkdir()
+    good = {"id": "a1", "repo_id": REPO, "filename": FILE, "state": "queued"}
+    queue_file.write_text(json.dumps({"version": 1, "jobs": [
+        good, {"id": "b2", "repo_id": REPO, "filename": "x\u0000.gguf", "state": "downloading"},
+        {"id": "c3", "repo_id": REPO, "filename": "../../outside.gguf", "state": "queued"}]}))
+    manager = DownloadManager(tmp_path / "models", queue_file, HubClient(endpoint=hub.url))  # before: ValueError
+    try:
+        assert [j.id for j in manager.jobs()] == ["a1"]
+        [note] = manager.notices
+        assert "2 entries that could not be read were left out" in note and "control characters" in note
+        manager.start()
+        assert manager.wait("a1", timeout=30).state == DONE
+    finally:
+        manager.shutdown()
+    assert not (tmp_path / "outside.gguf").exists()
 
 
 # -- malformed listings --------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from filelock import FileLock, Timeout
 
 from app.core import statefile
 from app.core.download_job import PAUSED, QUEUED, STATES, Transfer, disk_full
-from app.core.statefile import Schema, StateFileError, expect, keep_items, write_json_atomic
+from app.core.hub_listing import BadFileName, local_name
+from app.core.statefile import Damaged, Schema, StateFileError, expect, keep_items, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ def _check_job(raw: object) -> dict:
     expect(raw, dict, "the job")
     for key in ("id", "repo_id", "filename"):
         expect(raw.get(key), str, key)
+    try:
+        local_name(raw["filename"])  # the one rule for hub file names (a NUL, '..', a hidden name)
+    except BadFileName as exc:
+        raise Damaged(str(exc)) from None
     return raw  # the other fields are normalised by job_from_saved
 
 

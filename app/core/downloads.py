@@ -262,7 +262,7 @@ class DownloadManager:
             raise DownloadError(str(exc)) from None
         existing = self.find(repo_id, filename)
         if existing and existing.state != DONE:
-            if check is not None and existing.check != check:
+            if check is not None and existing.check != check and existing.state not in ACTIVE:
                 self._update(existing.id, existing.state, existing.message, check=check)
             self.resume(existing.id)  # a paused or failed one; nothing happens to the others
             return self.get(existing.id)
