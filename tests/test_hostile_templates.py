@@ -164,7 +164,7 @@ def test_a_hostile_render_does_not_hold_up_other_threads_renders(fresh_workers):
     busy.join()
     assert [str(e) for e in outcome] == [
         "evil's own chat template: rendering took longer than 5 s and was stopped"]
-    assert slowest < 1.0, slowest
+    assert slowest < 2.5, slowest  # (a worker may have to start; waiting would take 5 s)
 
 
 def _catch(fn) -> Exception | None:
