@@ -38,6 +38,19 @@ def window(qtbot, home, hub):
     w.close()
 
 
+def hub_files(library, qtbot, query: str = "tiny-chat", old=None):
+    """Search the Hugging Face tab for `query` and open the first repository's file list (a card
+    other than `old`, for a search made again); returns the card."""
+    library.show_tab("hub")
+    library.search.setText(query)
+    qtbot.waitUntil(lambda: library.hub_list.count() == 1 and library.hub_list.itemAt(0).widget() is not old,
+                    timeout=10000)
+    card = library.hub_list.itemAt(0).widget()
+    card.show_files.click()
+    qtbot.waitUntil(card.show_files.isHidden, timeout=10000)  # (set_files hides it)
+    return card
+
+
 def button(row, name: str) -> QPushButton:
     b = row.findChild(QPushButton, f"{name}-button")
     assert b is not None and b.isVisibleTo(row), f"{name} is not offered in state {row.job.state}"
@@ -49,13 +62,7 @@ def test_a_download_progresses_pauses_resumes_and_completes(window, hub, qtbot, 
     # ~14 s for the whole file: time to press Pause (the header check before it is not slowed)
     hub.set_faults(REPO, FILE, throttle=60_000, applies_to="transfer")
     library = window.show_screen("library")
-    library.show_tab("hub")
-    library.search.setText("tiny-chat")
-    qtbot.waitUntil(lambda: library.hub_list.count() == 1, timeout=10000)
-    card = library.hub_list.itemAt(0).widget()
-    card.show_files.click()
-    qtbot.waitUntil(lambda: card.findChild(QPushButton, "download-button") is not None, timeout=10000)
-    card.findChild(QPushButton, "download-button").click()
+    hub_files(library, qtbot).findChild(QPushButton, "download-button").click()
     assert library.banner.kind == "info" and FILE in library.banner.text.text()
 
     screen = window.show_screen("downloads")
@@ -225,12 +232,7 @@ def test_a_hub_file_whose_header_is_damaged_is_refused_before_the_transfer(windo
     damaged[4:8] = (999).to_bytes(4, "little")  # a GGUF version no reader knows
     hub.add_file(REPO, "damaged.Q8_0.gguf", bytes(damaged))
     library = window.show_screen("library")
-    library.show_tab("hub")
-    library.search.setText("tiny-chat")
-    qtbot.waitUntil(lambda: library.hub_list.count() == 1, timeout=10000)
-    card = library.hub_list.itemAt(0).widget()
-    card.show_files.click()
-    qtbot.waitUntil(lambda: len(card.findChildren(QPushButton, "download-button")) == 2, timeout=10000)
+    card = hub_files(library, qtbot)
     card.findChildren(QPushButton, "download-button")[0].click()  # files are listed by name: damaged… first
 
     screen = window.show_screen("downloads")
@@ -255,18 +257,7 @@ def test_a_same_named_model_from_elsewhere_is_not_taken_for_the_hub_file(window,
     (home / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy(mine, home / "models" / FILE)
     library = window.show_screen("library")
-    library.show_tab("hub")
-    library.search.setText("tiny-chat")
-
-    def files_card(old=None):
-        qtbot.waitUntil(lambda: library.hub_list.count() == 1 and library.hub_list.itemAt(0).widget() is not old,
-                        timeout=10000)
-        card = library.hub_list.itemAt(0).widget()
-        card.show_files.click()
-        qtbot.waitUntil(lambda: not card.show_files.isVisible(), timeout=10000)
-        return card
-
-    first = files_card()
+    first = hub_files(library, qtbot)
     first.findChild(QPushButton, "download-button").click()  # before: "Installed", no button
     screen = window.show_screen("downloads")
     qtbot.waitUntil(lambda: len(screen.rows) == 1, timeout=10000)
@@ -277,6 +268,5 @@ def test_a_same_named_model_from_elsewhere_is_not_taken_for_the_hub_file(window,
     assert (home / "models" / FILE).read_bytes() == mine.read_bytes()
 
     window.show_screen("library")
-    library.search.setText("tiny-chat ")  # a new search: now it was downloaded from this repository
-    card = files_card(first)
+    card = hub_files(library, qtbot, "tiny-chat ", old=first)  # searched again: now downloaded from here
     assert card.findChild(QPushButton, "download-button") is None
