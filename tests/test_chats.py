@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.core.chats import (DEFAULT_TITLE, SCHEMA_VERSION, ChatStore, ChatStoreError,
-                            describe_stats, title_from)
+                            describe_stats, set_aside, title_from)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +45,97 @@ def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path):
     db.execute("UPDATE schema_version SET version = 99")
     db.commit()
     db.close()
-    with pytest.raises(ChatStoreError, match="newer Corral"):
+    before = path.read_bytes()
+    with pytest.raises(ChatStoreError) as err:
         ChatStore(path)
+    assert str(err.value) == (f"the chats database {path} was written by a newer Corral (schema "
+                              f"99, this one knows {SCHEMA_VERSION}); update Corral to open it")
+    assert err.value.kind == "newer" and err.value.path == path
+    assert path.read_bytes() == before  # left exactly as it was
+
+
+def _damaged(path: Path) -> ChatStoreError:
+    with pytest.raises(ChatStoreError) as err:
+        ChatStore(path)
+    assert err.value.kind == "damaged" and err.value.path == path
+    assert str(err.value).startswith(f"the chats database {path} is damaged (")
+    assert str(err.value).endswith("); set it aside and start a new one (it is kept under a "
+                                   "dated name)")
+    return err.value
+
+
+def test_a_damaged_database_is_named_and_set_aside_with_its_wal_under_a_dated_name(tmp_path):
+    path = tmp_path / "chats.sqlite3"
+    garbage = b"not a database " * 500
+    path.write_bytes(garbage)
+    (tmp_path / "chats.sqlite3-wal").write_bytes(b"its wal")
+    assert "(file is not a database)" in str(_damaged(path))
+    assert path.read_bytes() == garbage  # opening never changes a damaged file
+
+    aside = set_aside(path)
+    assert re.fullmatch(r"chats\.sqlite3\.damaged-\d{8}-\d{6}", aside.name)
+    assert aside.read_bytes() == garbage
+    assert (tmp_path / (aside.name + "-wal")).read_bytes() == b"its wal"
+    assert not path.exists() and not (tmp_path / "chats.sqlite3-wal").exists()
+    fresh = ChatStore(path)
+    assert fresh.count() == 0 and fresh.schema_version() == SCHEMA_VERSION
+    fresh.close()
+    # A second damaged file the same second gets its own name; nothing is replaced.
+    path.write_bytes(b"again")
+    second = set_aside(path)
+    assert second != aside and second.read_bytes() == b"again" and aside.read_bytes() == garbage
+
+
+def test_a_database_missing_a_table_is_damaged(tmp_path):
+    path = tmp_path / "chats.sqlite3"
+    ChatStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE message")
+    assert "(its table message is missing)" in str(_damaged(path))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_fifo_in_place_of_the_database_is_damaged_not_a_hang(tmp_path):
+    path = tmp_path / "chats.sqlite3"
+    os.mkfifo(path)
+    assert "(it is a named pipe (FIFO), not a file)" in str(_damaged(path))
+    assert set_aside(path).is_fifo() and not path.exists()
+
+
+def test_a_folder_that_cannot_hold_the_database_is_unavailable(tmp_path):
+    (tmp_path / "data").write_text("a file where the data folder should be")
+    path = tmp_path / "data" / "chats.sqlite3"
+    with pytest.raises(ChatStoreError) as err:
+        ChatStore(path)
+    assert err.value.kind == "unavailable"
+    assert str(err.value) == (f"cannot open the chats database {path} (file exists); make "
+                              f"sure Corral can write to {path.parent}, then try again")
+
+
+def test_one_bad_field_does_not_hide_any_conversation(store):
+    ids = [store.create_conversation(title=t, params={"top_k": 5}).id for t in "abc"]
+    store.add_message(ids[0], "assistant", "hi", stats={"generated_tokens": 1})
+    db = store._conn()
+    db.execute("UPDATE conversation SET params = 'not json{' WHERE id = ?", (ids[1],))
+    db.execute("UPDATE conversation SET options = '[1, 2]' WHERE id = ?", (ids[2],))
+    db.execute("UPDATE message SET stats = '\"text\"'")
+    assert sorted(c.title for c in store.conversations()) == ["a", "b", "c"]
+    assert store.conversation(ids[1]).params == {} and store.conversation(ids[2]).options == {}
+    assert store.conversation(ids[0]).params == {"top_k": 5}
+    assert store.messages(ids[0])[0].stats == {}
+    assert [c.title for c in store.search("b")] == ["b"]
+
+
+def test_the_database_is_owner_only_and_an_older_one_is_tightened(tmp_path):
+    path = tmp_path / "chats.sqlite3"
+    store = ChatStore(path)
+    store.create_conversation()
+    for name in ("chats.sqlite3", "chats.sqlite3-wal", "chats.sqlite3-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    store.close()
+    os.chmod(path, 0o644)  # as Corral made it before
+    ChatStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_conversations_are_created_listed_renamed_and_deleted(store):

@@ -4,14 +4,12 @@ Real core objects under a temporary CORRAL_HOME; pytest-qt, offscreen."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QSplitter
 
-from app.core.settings import Settings, load_settings, save_settings
+from app.core.settings import Settings, load_settings
 from app.gui import theme
-from app.gui.main_window import MainWindow
 
 
 def test_first_run_shows_the_welcome(open_window, qtbot):
@@ -137,23 +135,6 @@ def test_window_state_is_restored(open_window, qtbot):
     assert min(size[0], screen_width) - 4 <= again.width() <= min(size[0], screen_width)
     qtbot.waitUntil(lambda: again.is_ready)
     assert again.chat_screen.findChild(QSplitter, "chat-splitter").sizes() == sizes
-
-
-def test_unreadable_settings_do_not_stop_the_window(home, qtbot):
-    from app.gui.app import run_app  # noqa: F401  (the entry point stays importable)
-
-    home.mkdir(parents=True)
-    (home / "settings.json").write_text("{not json")
-    from app.core.settings import SettingsError
-
-    with pytest.raises(SettingsError):
-        load_settings()
-    window = MainWindow(Settings(), settings_error="Settings not loaded")
-    qtbot.addWidget(window)
-    window.show()
-    assert "Settings not loaded" in window.statusBar().currentMessage()
-    window.close()
-    save_settings(Settings())
 
 
 def test_status_bar_slots(open_window):

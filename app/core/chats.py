@@ -12,6 +12,10 @@
 Threads: every thread gets its own connection (WAL lets a reader and a writer work at once,
 ``busy_timeout`` serializes two writers), so the GUI thread and the engine worker both use
 one `ChatStore`. No Qt here.
+
+Opening fails with one `ChatStoreError` whose `kind` says what the face may offer (see
+app/core/chat_file.py: newer, damaged → `set_aside`, unavailable). A field that does not hold a
+JSON object reads as empty rather than hiding its conversation.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.settings import write_text_atomic
+from app.core.chat_file import ChatStoreError, damaged_error, prepare_file, set_aside, store_error
+from app.core.statefile import write_text_atomic
+
+__all__ = ["ChatStore", "ChatStoreError", "Conversation", "Message", "ReplyWriter", "set_aside",
+           "store_error"]
 
 MODES = ("chat", "completion")
 ROLES = ("system", "user", "assistant")
@@ -67,8 +75,14 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class ChatStoreError(Exception):
-    """The chats database cannot be used (the message says which file and why)."""
+def _json_object(text: Any) -> dict[str, Any]:
+    """A params/options/stats field as a dict: one that is not a JSON object (damaged by hand or
+    by another program) reads as empty, so its conversation is still listed and opened."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -112,13 +126,13 @@ def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(id=row["id"], title=row["title"], model_id=row["model_id"],
                         model_path=row["model_path"], template_id=row["template_id"],
                         system_prompt=row["system_prompt"], mode=row["mode"],
-                        params=json.loads(row["params"]), options=json.loads(row["options"]),
+                        params=_json_object(row["params"]), options=_json_object(row["options"]),
                         created=row["created"], updated=row["updated"])
 
 
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
-                   content=row["content"], state=row["state"], stats=json.loads(row["stats"]),
+                   content=row["content"], state=row["state"], stats=_json_object(row["stats"]),
                    created=row["created"])
 
 
@@ -150,17 +164,26 @@ class ChatStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate()
-        self.recovered = self.recover_interrupted() if recover else 0
+        try:
+            prepare_file(self.path)
+            self._migrate()
+            self._check_tables()
+            self.recovered = self.recover_interrupted() if recover else 0
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise store_error(self.path, exc) from None
+        except ChatStoreError:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            # One connection per thread, never shared; check_same_thread=False only so that
+            # close() can close them all from the thread that owns the store.
+            conn = None
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                # One connection per thread, never shared; check_same_thread=False only so that
-                # close() can close them all from the thread that owns the store.
                 conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                                        check_same_thread=False)
                 conn.row_factory = sqlite3.Row
@@ -169,8 +192,10 @@ class ChatStore:
                 # killed (only a power cut can lose the last commits, never corrupt the file).
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.DatabaseError as exc:
-                raise ChatStoreError(f"cannot open the chats database {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                raise store_error(self.path, exc) from None
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -193,8 +218,10 @@ class ChatStore:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else 0
             if version > SCHEMA_VERSION:
-                raise ChatStoreError(f"{self.path} was written by a newer Corral (schema "
-                                     f"{version}, this one knows {SCHEMA_VERSION}); update Corral")
+                raise ChatStoreError(f"the chats database {self.path} was written by a newer "
+                                     f"Corral (schema {version}, this one knows "
+                                     f"{SCHEMA_VERSION}); update Corral to open it",
+                                     "newer", self.path)
             for step in MIGRATIONS[version:]:
                 for statement in filter(str.strip, step.split(";")):
                     db.execute(statement)
@@ -202,6 +229,14 @@ class ChatStore:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             elif version != SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    def _check_tables(self) -> None:
+        """Every table the schema made is there (a file put together by hand, or by another
+        program, can lack one; better said now than as a failure on the first click)."""
+        rows = self._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        missing = {"schema_version", "conversation", "message"} - {r[0] for r in rows}
+        if missing:
+            raise damaged_error(self.path, f"its table {', '.join(sorted(missing))} is missing")
 
     def schema_version(self) -> int:
         return self._conn().execute("SELECT version FROM schema_version").fetchone()[0]

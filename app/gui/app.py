@@ -15,7 +15,6 @@ def create_window(argv: list[str] | None = None):
     shown yet). `run_app` and tools/screenshots.py start the app the same way."""
     from PySide6.QtWidgets import QApplication
 
-    from app.core.settings import Settings, SettingsError, load_settings
     from app.gui import theme
     from app.gui.main_window import MainWindow
 
@@ -32,13 +31,23 @@ def create_window(argv: list[str] | None = None):
     for size in (16, 24, 32, 48, 64, 128, 256):
         icon.addFile(str(resource_path("icons", f"corral-{size}.png")))
     app.setWindowIcon(icon)
-    error = None
-    try:
-        settings = load_settings()
-    except SettingsError as exc:  # shown in the window; the file is left for the user to fix
-        settings, error = Settings(), f"Settings not loaded, using the defaults: {exc}"
+    settings, error = start_settings()
     theme.ensure(settings.theme)
     return app, MainWindow(settings, settings_error=error)
+
+
+def start_settings():
+    """(the settings to start with, the message for the window or None): the window always
+    starts, with what could be kept of the saved settings, else the defaults, and says so."""
+    from app.core.settings import Settings, SettingsError, load_settings, settings_path
+
+    try:
+        return load_settings(), None
+    except SettingsError as exc:  # the file was set aside (or left as it is) and this says so
+        return exc.settings, str(exc)
+    except (OSError, ValueError) as exc:  # not foreseen by the reader: still never fatal
+        return Settings(), (f"{settings_path()} cannot be read ({exc}); Corral uses the default "
+                            "settings for now")
 
 
 def run_app(argv: list[str] | None = None, *, quit_after_show: bool = False) -> int:

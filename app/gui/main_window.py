@@ -6,12 +6,17 @@ window is shown, and llama.cpp never loads on this thread (the chat part's Engin
 its runner process in the background). Window geometry, the sizes of every named QSplitter and
 the last screen are kept in `<data>/window.ini` (under CORRAL_HOME in tests).
 
-The chat part is mounted in ONE place, `_create_chat_screen`: the shell owns the ChatStore, the
-EngineWorker (its QThread starts the llama.cpp runner process in the background) and the Library,
-hands them to `ChatScreen`, and disposes of them on close. The chat screen reports through
+The chat part is mounted in ONE place, `_create_chat_screen` (chat_mount.py, a mixin of this
+window): the shell owns the ChatStore, the EngineWorker and the Library, hands them to
+`ChatScreen`, and disposes of them on close. The chat screen reports through
 `engineStatus(dict)` (model, backend, state, progress, tokens/s → the status bar),
 `statusMessage(str)` and `libraryRequested()`; the shell calls its `new_chat()`, `focus_search()`,
 `chat_with_model(id)`, `refresh_models()`, `apply_settings()` and `shutdown()`.
+
+Start-up never stops on bad state: a chats database that cannot be opened is explained in the
+chat's place (chat_mount.py) while the other screens work, and problems with the other state
+files (settings.json, library.json… see app.core.statefile) are notices across the top of the
+window, kept until dismissed.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QButtonGroup, QFrame, QHBoxLayout, QLabel, QMainWindow, QSizePolicy,
                                QSplitter, QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
+from app.core import statefile
 from app.core.memory_plan import format_bytes
 from app.core.paths import get_paths
 from app.core.settings import Settings
 from app.gui import background, theme
+from app.gui.chat_mount import ChatMountMixin
 from app.gui.download_worker import DownloadController
 from app.gui.library.state import LibraryState
+from app.gui.widgets import Banner
 
 SCREENS = ("chat", "library", "downloads")
 LABELS = {"chat": "Chat", "library": "Library", "downloads": "Downloads"}
@@ -136,8 +144,9 @@ class LazySlot(QWidget):
         return self.screen
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ChatMountMixin, QMainWindow):
     ready = Signal()  # after start-up: the chat screen is built (emitted once)
+    noticeArrived = Signal(str)  # from any thread (statefile notices); shown on the GUI thread
 
     def __init__(self, settings: Settings | None = None, *, settings_error: str | None = None) -> None:
         super().__init__()
@@ -153,7 +162,11 @@ class MainWindow(QMainWindow):
         self.library_state = LibraryState(self.settings, self)
         self.downloads = DownloadController(self.settings, paths.downloads / "queue.json", self)
         self.chat_screen: QWidget | None = None
+        self.chat_store = None
+        self.engine = None
         self.welcome: QWidget | None = None
+        self.chats_problem: QWidget | None = None  # shown instead of the chat when it cannot open
+        self._notices: list[Banner] = []
         self._splitters_restored: set[str] = set()
 
         central = QWidget()
@@ -163,6 +176,12 @@ class MainWindow(QMainWindow):
         sidebar = self._sidebar()
         sidebar.installEventFilter(self)  # its first paint starts the deferred start-up work
         row.addWidget(sidebar)
+        self.notice_box = QWidget()
+        self.notice_box.setObjectName("Notices")
+        self._notice_layout = QVBoxLayout(self.notice_box)
+        self._notice_layout.setContentsMargins(12, 8, 12, 0)
+        self._notice_layout.setSpacing(6)
+        self.notice_box.hide()
         self.stack = QStackedWidget()
         self.is_ready = False
         self._active_downloads = 0
@@ -176,15 +195,27 @@ class MainWindow(QMainWindow):
         # Only the screen shown sets the window's minimum size (the chat is wider than the rest).
         self.stack.currentChanged.connect(self._size_to_current)
         self._size_to_current(0)
-        row.addWidget(self.stack, 1)
+        column = QVBoxLayout()
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.notice_box)
+        column.addWidget(self.stack, 1)
+        row.addLayout(column, 1)
         self.setCentralWidget(central)
         self.status = StatusPanel(self)
         self.status.set_backend(self._backend_choice())
-        if settings_error:
-            self.statusBar().showMessage(settings_error, 15000)
         self._shortcuts()
+        # State files that could not be used as they were (set aside, defaults used…): said in
+        # the window, those met before it existed and those met later (from any thread).
+        self.noticeArrived.connect(self.add_notice)
+        self._notice_listener = statefile.add_listener(self.noticeArrived.emit)
+        if settings_error:
+            self.add_notice(settings_error, "error")
+        for notice in statefile.take_notices():
+            self.add_notice(notice)
 
         self.library_state.changed.connect(self._library_changed)
+        self.library_state.failed.connect(self._library_failed)
         self.downloads.jobChanged.connect(self._download_badge)
         self.downloads.completed.connect(lambda _p: self.library_state.refresh())
         self.theme.changed.connect(self._retint)
@@ -213,10 +244,12 @@ class MainWindow(QMainWindow):
         appears at once whatever the chat screen costs to build."""
         if self.is_ready or self._closed:
             return
-        self.build_screen("chat")
-        self.is_ready = True
-        self.downloads.start_later()
-        self.ready.emit()
+        try:
+            self.build_screen("chat")  # a chats problem is shown in its place, never raised
+        finally:  # whatever happened there, start-up ends and the rest of the window works
+            self.is_ready = True
+            self.downloads.start_later()
+            self.ready.emit()
 
     # ------------------------------------------------------------------ sidebar
     def _sidebar(self) -> QWidget:
@@ -294,40 +327,6 @@ class MainWindow(QMainWindow):
         self._restore_splitters(screen)
         return screen
 
-    def _create_chat_screen(self) -> QWidget:
-        """THE mount point of the chat part (app/gui/chat): the shell owns its store and worker."""
-        from app.core.chats import ChatStore
-        from app.gui.chat import ChatScreen
-        from app.gui.workers import EngineWorker
-
-        self.chat_store = ChatStore()
-        self.engine = EngineWorker(log_file=get_paths().logs / "runner.log")
-        screen = ChatScreen(self.chat_store, self.engine, self.library_state.library, self.settings)
-        # Ctrl+N and Ctrl+F are the window's (they must work on every screen): the chat's own
-        # actions keep their text but give up the keys, so no shortcut is ambiguous.
-        for action in (screen.new_chat_action, screen.search_action):
-            action.setShortcut(QKeySequence())
-        screen.splitter.setObjectName("chat-splitter")  # its sizes are kept with the window's
-        return screen
-
-    def _build_chat_slot(self) -> QWidget:
-        from app.gui.welcome import WelcomeScreen
-
-        slot = QStackedWidget()
-        slot.setObjectName("ChatSlot")
-        self.chat_screen = self._create_chat_screen()
-        self.welcome = WelcomeScreen()
-        self.welcome.browseCatalog.connect(lambda: self._library_tab("catalog"))
-        self.welcome.importFile.connect(self._import_from_welcome)
-        self.welcome.findOtherApps.connect(lambda: self._library_tab("other"))
-        slot.addWidget(self.chat_screen)
-        slot.addWidget(self.welcome)
-        self._attach_chat(self.chat_screen)
-        self._chat_slot = slot
-        if self.library_state.items is not None:
-            self._library_changed(self.library_state.items)
-        return slot
-
     def _build_library(self) -> QWidget:
         from app.gui.library_screen import LibraryScreen
 
@@ -350,23 +349,25 @@ class MainWindow(QMainWindow):
     def _import_from_welcome(self) -> None:
         self.show_screen("library").open_import_dialog()
 
-    def _library_changed(self, items: list) -> None:
-        if self.welcome is None:
+    def _library_failed(self, text: str) -> None:
+        if self.slots["library"].screen is None:  # the Library screen says it itself
+            self.add_notice(text, "error")
+
+    # ------------------------------------------------------------------ notices
+    @Slot(str)
+    def add_notice(self, text: str, kind: str = "info") -> None:
+        """A message across the top of the window, kept until dismissed (once per text)."""
+        if any(b.text.text() == text and b.isVisible() for b in self._notices):
             return
-        self.chat_screen.refresh_models()
-        first_run = not any(i.model.ok for i in items) and self.chat_store.count() == 0
-        self._chat_slot.setCurrentWidget(self.welcome if first_run else self.chat_screen)
+        banner = Banner()
+        self._notice_layout.addWidget(banner)
+        self._notices.append(banner)
+        banner.show_message(text, kind)
+        self.notice_box.show()
 
-    def showing_welcome(self) -> bool:
-        return (self.welcome is not None and self.current_screen() == "chat"
-                and self._chat_slot.currentWidget() is self.welcome)
-
-    @Slot(str, str)
-    def chat_with(self, model_id: str, path: str) -> None:
-        """"Chat with this model" from the library: to the chat screen, with that model."""
-        self.show_screen("chat")
-        self._chat_slot.setCurrentWidget(self.chat_screen)
-        self.chat_screen.chat_with_model(model_id)
+    def notices(self) -> list[str]:
+        """The notices shown now, oldest first."""
+        return [b.text.text() for b in self._notices if not b.isHidden()]
 
     def _download_badge(self, event: Any) -> None:
         active = sum(1 for j in self.downloads.jobs() if j.state in ("queued", "downloading", "verifying"))
@@ -375,44 +376,6 @@ class MainWindow(QMainWindow):
             self.nav_buttons["downloads"].setToolTip(
                 f"Downloads: {active} active (Ctrl+3)" if active else "Downloads (Ctrl+3)")
             self._retint()
-
-    # ------------------------------------------------------------------ chat part → status bar
-    def _attach_chat(self, screen: QWidget) -> None:
-        for signal, slot in (("engineStatus", self.engine_status),
-                             ("statusMessage", self.status_message),
-                             ("libraryRequested", self._library_requested)):
-            sig = getattr(screen, signal, None)
-            if sig is not None:
-                sig.connect(slot)
-
-    @Slot(dict)
-    def engine_status(self, info: dict) -> None:
-        """The chat part's {model, backend, state, progress, tokens_per_s, n_ctx}."""
-        self._engine_state = info.get("state")
-        model = info.get("model")
-        if info.get("state") == "loading":
-            progress = info.get("progress")
-            text = f"loading {model or 'the model'}…" + (f" {progress * 100:.0f} %" if progress else "")
-            self.status.set_model(text)
-        else:
-            self.status.set_model(model)
-        backend = info.get("backend")
-        if backend:
-            self.status.set_backend("CPU" if backend == "cpu" else f"GPU ({backend})")
-        else:
-            self.status.set_backend(self._backend_choice())
-        self.status.set_tokens_per_second(info.get("tokens_per_s"))
-        if info.get("n_ctx"):
-            self.status.model.setToolTip(f"context {info['n_ctx']} tokens")
-        QTimer.singleShot(0, self.status.update_memory)
-
-    @Slot(str)
-    def status_message(self, text: str) -> None:
-        if getattr(self, "_engine_state", None) == "error":
-            self.statusBar().showMessage(text, 10000)
-
-    def _library_requested(self) -> None:
-        self._library_tab("installed" if self.library_state.usable else "catalog")
 
     def _backend_choice(self) -> str:
         return {"auto": "Auto", "cpu": "CPU", "gpu": "GPU"}[self.settings.backend]
@@ -433,7 +396,7 @@ class MainWindow(QMainWindow):
 
     def new_chat(self) -> None:
         self.show_screen("chat")
-        if self._chat_slot.currentWidget() is self.chat_screen:
+        if self.chat_screen is not None and self._chat_slot.currentWidget() is self.chat_screen:
             self.chat_screen.new_chat()
 
     def focus_search(self) -> None:
@@ -526,6 +489,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return super().closeEvent(event)
         self._closed = True
+        statefile.remove_listener(self._notice_listener)
         self.save_window_state()
         self.status.timer.stop()
         if self.chat_screen is not None:

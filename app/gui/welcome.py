@@ -1,4 +1,5 @@
-"""First run, no model yet: a short welcome that points to the catalog and to importing a file."""
+"""First run, no model yet: a short welcome that points to the catalog and to importing a file.
+And, in the chat's place when the chats database cannot be opened, `ChatsProblem`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ from app.gui import theme
 from app.gui.widgets import label
 
 
+def centred_column(page: QWidget, spacing: int) -> QVBoxLayout:
+    """The layout of a page whose content is one column, centred across and a little above the
+    middle; the column to fill."""
+    outer = QVBoxLayout(page)
+    outer.addStretch(2)
+    column = QVBoxLayout()
+    column.setSpacing(spacing)
+    holder = QHBoxLayout()
+    holder.addStretch(1)
+    holder.addLayout(column)
+    holder.addStretch(1)
+    outer.addLayout(holder)
+    outer.addStretch(3)
+    return column
+
+
 class WelcomeScreen(QWidget):
     browseCatalog = Signal()
     importFile = Signal()
@@ -17,10 +34,7 @@ class WelcomeScreen(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("WelcomeScreen")
-        outer = QVBoxLayout(self)
-        outer.addStretch(2)
-        column = QVBoxLayout()
-        column.setSpacing(14)
+        column = centred_column(self, spacing=14)
         logo = QLabel()
         logo.setPixmap(theme.icon("logo", theme.colors()["accent"], 64).pixmap(64, 64))
         logo.setAlignment(Qt.AlignmentFlag.AlignHCenter)
@@ -49,12 +63,6 @@ class WelcomeScreen(QWidget):
             "Models from LM Studio, GPT4All, Ollama or the Hugging Face cache, used in place.",
             "Look for them", self.findOtherApps, "other-apps-button"))
         column.addLayout(choices)
-        holder = QHBoxLayout()
-        holder.addStretch(1)
-        holder.addLayout(column)
-        holder.addStretch(1)
-        outer.addLayout(holder)
-        outer.addStretch(3)
 
     def _choice(self, title: str, text: str, button_text: str, signal, name: str,
                 primary: bool = False) -> QFrame:
@@ -78,3 +86,47 @@ class WelcomeScreen(QWidget):
         button.clicked.connect(signal)
         lay.addWidget(button)
         return card
+
+
+class ChatsProblem(QWidget):
+    """In place of the chat screen when the chats database cannot be opened: which file, what is
+    wrong and what to do, with the way out as buttons. A damaged database is set aside only when
+    the user presses "Set it aside…"; the rest of the window works meanwhile."""
+
+    setAsideRequested = Signal()
+    retryRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ChatsProblem")
+        column = centred_column(self, spacing=12)
+        column.addWidget(label("Your conversations cannot be opened", role="title"))
+        self.message = label("", wrap=True, selectable=True)
+        self.message.setObjectName("chats-problem-text")
+        self.message.setMaximumWidth(620)
+        column.addWidget(self.message)
+        column.addWidget(label("The Library, Downloads and Settings work meanwhile.", role="muted"))
+        buttons = QHBoxLayout()
+        self.set_aside_button = QPushButton("Set it aside and start a new one")
+        self.set_aside_button.setObjectName("set-aside-button")
+        self.set_aside_button.setProperty("primary", True)
+        self.set_aside_button.setToolTip("The damaged file is renamed with today's date and "
+                                         "kept beside the new one; nothing is deleted")
+        self.set_aside_button.clicked.connect(self.setAsideRequested)
+        self.retry_button = QPushButton("Try again")
+        self.retry_button.setObjectName("retry-button")
+        self.retry_button.clicked.connect(self.retryRequested)
+        buttons.addWidget(self.set_aside_button)
+        buttons.addWidget(self.retry_button)
+        buttons.addStretch(1)
+        column.addLayout(buttons)
+
+    def show_problem(self, text: str, kind: str) -> None:
+        """`kind` as ChatStoreError's: a damaged file may be set aside; one a newer Corral wrote
+        waits for an update; anything else (a read-only or full folder) may be tried again."""
+        self.message.setText(text[:1].upper() + text[1:])
+        self.set_aside_button.setVisible(kind == "damaged")
+        self.retry_button.setVisible(kind not in ("damaged", "newer"))
+
+    def text(self) -> str:
+        return self.message.text()

@@ -20,6 +20,7 @@ from app.core.chats import DEFAULT_TITLE, ChatStore, ChatStoreError, Conversatio
 from app.core.library import Library, LibraryError, LocalModel
 from app.core.memory_plan import format_bytes
 from app.core.settings import Settings, SettingsError
+from app.core.statefile import StateFileError
 from app.core.templates import TemplateError, TemplateRegistry
 from app.gui.chat import highlight, resolve
 from app.gui.chat.bubble import MessageBubble
@@ -123,7 +124,11 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
 
     # ------------------------------------------------------------------ models, list, state
     def refresh_models(self) -> None:
-        self.models = [m for m in self.library.scan() if m.ok]
+        try:
+            self.models = [m for m in self.library.scan() if m.ok]
+        except (LibraryError, StateFileError, OSError) as exc:  # the chat still opens; said here
+            self.models = []
+            self._error(f"Could not read the library: {exc}")
         self.infos.clear()
         self._choices.clear()
         if self.models and self.conv is not None and self.conv.id == 0 and not self.conv.model_id:
