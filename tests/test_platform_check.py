@@ -8,6 +8,8 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,32 @@ def xvfb():
         yield f":{number}"
     finally:
         os.close(read)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def weston(tmp_path_factory):
+    """A real Wayland compositor (weston, headless): the XDG_RUNTIME_DIR holding its socket
+    "corral-test". Ready once the socket exists; its log is read line by line until then."""
+    binary = shutil.which("weston")
+    if binary is None:
+        pytest.skip("weston is not installed (apt install weston) for the Wayland check")
+    runtime = tmp_path_factory.mktemp("xdg-runtime")
+    runtime.chmod(0o700)
+    proc = subprocess.Popen([binary, "--backend=headless-backend.so", "--socket=corral-test",
+                             "--width=1024", "--height=768", "--idle-time=0"],
+                            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (runtime / "corral-test").exists():
+            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or not proc.stderr.readline():
+                pytest.fail("weston did not start within 30 s")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe drained
+        yield runtime
+    finally:
         proc.terminate()
         proc.wait(timeout=10)
 
@@ -98,6 +126,22 @@ def test_a_dead_wayland_socket_falls_back_to_x11(xvfb, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("shown in ")
+
+
+def test_on_wayland_without_xwayland_the_wayland_plugin_opens_the_window(weston, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QT_QPA_PLATFORM", "DISPLAY", "LD_LIBRARY_PATH")}
+    env.update(WAYLAND_DISPLAY="corral-test", XDG_RUNTIME_DIR=str(weston),
+               CORRAL_HOME=str(tmp_path / "home"))
+    chosen = dict(env)
+    problem = platform_check.window_problem(chosen, frozen=False)
+    if problem and "platform plugin" in problem:
+        pytest.skip(f"this machine lacks the Wayland libraries: {problem}")
+    assert problem is None and chosen["QT_QPA_PLATFORM"] == "wayland"
+    proc = subprocess.run([*corral_command(), "gui", "--quit-after-show"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(" in ")[0] for line in proc.stdout.splitlines()] == ["shown", "ready"]
 
 
 def test_no_display_at_all_says_so_in_one_line(tmp_path):

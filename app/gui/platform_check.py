@@ -211,14 +211,18 @@ def _x11_reachable(dl: _Dl, display: str) -> str | None:
             "(is the desktop session running, and is this user allowed to use it?)")
 
 
-def _wayland_reachable(dl: _Dl, display: str | None) -> str | None:
-    """None when the compositor at `display` (None: the default, wayland-0) answers."""
+def _wayland_reachable(dl: _Dl, display: str | None, runtime_dir: str | None) -> str | None:
+    """None when the compositor at `display` (None: the default, wayland-0) answers; a relative
+    name is looked for in `runtime_dir` (XDG_RUNTIME_DIR), as Qt will."""
     if dl.open("libwayland-client.so.0") is not None:
         return None
     wl = ctypes.CDLL("libwayland-client.so.0")
     wl.wl_display_connect.argtypes, wl.wl_display_connect.restype = [ctypes.c_char_p], ctypes.c_void_p
     wl.wl_display_disconnect.argtypes = [ctypes.c_void_p]
-    conn = wl.wl_display_connect(os.fsencode(display) if display else None)
+    name = display or "wayland-0"
+    if not os.path.isabs(name) and runtime_dir:
+        name = os.path.join(runtime_dir, name)
+    conn = wl.wl_display_connect(os.fsencode(name))
     if conn:
         wl.wl_display_disconnect(conn)
         return None
@@ -279,7 +283,8 @@ def _check(names: list[str], env: MutableMapping[str, str]) -> str | None:
             failures.append(library_message(name, problems))
             continue
         if name.startswith("wayland"):
-            unreachable = _wayland_reachable(dl, env.get("WAYLAND_DISPLAY"))
+            unreachable = _wayland_reachable(dl, env.get("WAYLAND_DISPLAY"),
+                                             env.get("XDG_RUNTIME_DIR"))
         elif env.get("DISPLAY"):
             unreachable = _x11_reachable(dl, env["DISPLAY"])
         else:  # QT_QPA_PLATFORM=xcb with no DISPLAY
