@@ -30,7 +30,8 @@ system-deps: $(STAMP)
 		echo "Installing the system libraries the window needs: $$pkgs"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y --no-install-recommends $$pkgs \
-			|| { apt-get update && apt-get install -y --no-install-recommends $$pkgs; }; \
+			|| { apt-get update && apt-get install -y --no-install-recommends $$pkgs; } \
+			|| echo "Could not install $$pkgs; corral will say what is missing."; \
 	fi
 
 test: $(STAMP)
