@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from app.core import hardware
@@ -62,3 +65,25 @@ def test_the_runner_reports_this_build(tiny_model):
     with Engine() as eng:
         gpu = eng.gpu_support()
     assert isinstance(gpu.offload, bool)  # CPU-only here; CUDA/Metal builds report True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="current RSS is read from /proc")
+def test_memory_in_use_counts_the_children():
+    """The status bar's "Memory": this process plus its children (the llama.cpp runner), read
+    in core (hardware.process_memory) from /proc, so a child holding 200 MB shows."""
+    before = hardware.process_memory()
+    assert before is not None and before > 10 * 1024 * 1024  # a Python process with pytest
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-c", "import sys; b = b'x' * (200 * 1024 * 1024); "
+         "print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with_child = hardware.process_memory()
+        assert with_child - before >= 190 * 1024 * 1024
+        alone = hardware.process_memory(child.pid)
+        assert 200 * 1024 * 1024 <= alone < with_child
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert hardware.process_memory(child.pid) is None  # gone: not known, never a crash

@@ -91,6 +91,49 @@ def memory() -> tuple[int, int]:
     return 0, 0
 
 
+def process_memory(pid: int | None = None) -> int | None:
+    """Resident memory (bytes) of process `pid` (default: this one) plus its children, e.g.
+    Corral and its llama.cpp runner; None where the system cannot tell. On Linux from /proc
+    (current, not peak); elsewhere this process's peak resident size (getrusage), the best
+    the standard library offers there."""
+    if sys.platform.startswith("linux"):
+        pid = os.getpid() if pid is None else pid
+        own = _rss(pid)
+        if own is None:
+            return None
+        return own + sum(_rss(k) or 0 for k in _children(pid))
+    if pid is not None and pid != os.getpid():
+        return None
+    try:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB elsewhere
+
+
+def _rss(pid: int) -> int | None:
+    """Resident bytes of `pid` from /proc/PID/statm (its second field, in pages)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # gone, or not readable
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid` (every thread's list: a child belongs to the thread that
+    started it)."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                kids += [int(k) for k in f.read().split()]
+    except (OSError, ValueError):  # a thread ended while being read; a kernel without the file
+        pass
+    return kids
+
+
 def _darwin_available(total: int) -> int:
     out = subprocess.run(["vm_stat"], capture_output=True, text=True).stdout
     page = int(re.search(r"page size of (\d+)", out).group(1)) if "page size" in out else 4096

@@ -14,15 +14,17 @@ sides speak one small protocol:
 remote_client the HTTP client (which refuses every request while offline mode is on).
 
 Keys: in the OS keyring when one is usable (service "corral", user "server:NAME"); otherwise in
-`<data>/server-keys.json`, readable by its owner only (0600), never in servers.json or the chats.
-A password written into a server's URL (http://user:pass@host) is shown as `***` wherever the
-URL is shown (`shown_url`): in messages, listings and errors.
+`<data>/server-keys.json`, readable by its owner only (0600), never in servers.json or the chats;
+`key_storage()` says which, for a face to tell the user. A password written into a server's URL
+(http://user:pass@host) is shown as `***` wherever the URL is shown (`shown_url`): in messages,
+listings and errors — and since servers.json may hold one, it is owner-only (0600) too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
@@ -150,6 +152,17 @@ def _usable_keyring():
     return keyring
 
 
+def key_storage(registry: "ServerRegistry | None" = None) -> str:
+    """Where a server key given now would be kept, in words: the OS keyring (by name), or the
+    owner-only file when no keyring works (said, never a silent fallback)."""
+    ring = _usable_keyring()
+    if ring is not None:
+        backend = ring.get_keyring()
+        return f"in the OS keyring ({getattr(backend, 'name', type(backend).__name__)})"
+    path = (registry or ServerRegistry()).keys_path
+    return f"in {path}, readable by you alone (no OS keyring is available)"
+
+
 def _check_servers(value: Any, problems: list[str]) -> dict[str, Any]:
     data = expect(value, dict)
     servers = keep_items(expect(data.get("servers", []), list, "servers"), _check_server,
@@ -186,8 +199,8 @@ def _check_keys(value: Any, problems: list[str]) -> dict[str, str]:
                         problems, "the key of")
 
 
-SERVERS_FILE = statefile.Schema(
-    default=lambda: {"version": 1, "servers": []}, check=_check_servers,
+SERVERS_FILE = statefile.Schema(  # private: a URL may hold a password
+    default=lambda: {"version": 1, "servers": []}, check=_check_servers, private=True,
     then="the server list starts empty (`corral servers add` them again)")
 KEYS_FILE = statefile.Schema(
     check=_check_keys, private=True,
@@ -205,10 +218,12 @@ class ServerRegistry:
         self.keys_path = data / "server-keys.json"
 
     def list(self) -> list[RemoteServer]:
+        _owner_only(self.path)
         return [RemoteServer(s["name"], s["url"], s["key_store"], s["extras"])
                 for s in statefile.read(self.path, SERVERS_FILE)["servers"]]
 
     def _keys(self) -> dict[str, str]:
+        _owner_only(self.keys_path)
         return statefile.read(self.keys_path, KEYS_FILE)
 
     def get(self, name: str) -> RemoteServer:
@@ -224,7 +239,8 @@ class ServerRegistry:
             return None
 
     def _save(self, servers: list[RemoteServer]) -> None:
-        write_json_atomic(self.path, {"version": 1, "servers": [s.to_dict() for s in servers]})
+        write_json_atomic(self.path, {"version": 1, "servers": [s.to_dict() for s in servers]},
+                          private=True)
 
     def add(self, url: str, *, key: str | None = None, name: str | None = None,
             extras: bool = True) -> RemoteServer:
@@ -286,6 +302,17 @@ class ServerRegistry:
             keys = self._keys()
             if keys.pop(server.name, None) is not None:
                 write_json_atomic(self.keys_path, keys, private=True)
+
+
+def _owner_only(path: Path) -> None:
+    """Tighten a file an older Corral (or a copy) left readable by others to 0600: servers.json
+    may hold a password in a URL, server-keys.json holds keys. Only a regular file we own."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o600)
+    except (OSError, AttributeError):  # none yet; or no getuid (Windows: ACLs, not modes)
+        pass
 
 
 # --------------------------------------------------------------------------- models, by id
