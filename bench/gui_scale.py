@@ -1,0 +1,200 @@
+"""Does the window stay responsive with what people accumulate? (issue 17)
+
+    python bench/gui_scale.py [--json] [--only library] [--rounds 3]
+
+Offscreen Qt (or $DISPLAY), the real main window over a temporary CORRAL_HOME seeded with
+generated data. Each measurement runs in its own child process (a fresh home, a fresh Qt), so
+one cannot warm or slow another; `--rounds` children per measurement, the median of each key
+kept. With --json one JSON object is printed, every key measured (none estimated):
+
+- library: 200 model entries (app/testing/many_models.py: real GGUF headers under 200 names).
+  `library_200_open_ms`: the Library screen asked for (the library already scanned, as after
+  start-up) to its 200 rows listed and the window painted. `library_200_open_max_stall_ms`:
+  the event loop's largest stall from that moment until 2.5 s later (the screen's own refresh
+  and catalog included). `library_search_keystroke_max_stall_ms`: the largest stall while a
+  query is typed one key every 120 ms, until the rows match it and 0.5 s more.
+  Targets on the 2-core machine: open <= 300 ms, stalls <= 50 ms.
+
+Adding a measurement: write `def name(home: Path) -> dict[str, float]` that seeds `home`,
+measures and returns its keys, decorate it with `@measurement("name")`; it then runs in its own
+child and its keys join the object. `StallMeter` measures event-loop stalls; `spin()` runs the
+event loop for a while, `wait_until()` until a condition holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TICK_MS = 5
+MEASUREMENTS: dict[str, Callable[[Path], dict[str, float]]] = {}
+
+
+def measurement(name: str):
+    def register(fn: Callable[[Path], dict[str, float]]):
+        MEASUREMENTS[name] = fn
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------------- event-loop helpers
+class StallMeter:
+    """A 5 ms precise timer: each tick notes the time; a stall is how much later than 5 ms after
+    the previous tick the next one ran (the event loop was busy that long)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer(interval=TICK_MS, timerType=Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.stamps: list[int] = []
+
+    def start(self) -> None:
+        self.stamps = [time.perf_counter_ns()]
+        self.timer.start()
+
+    def _tick(self) -> None:
+        self.stamps.append(time.perf_counter_ns())
+
+    def stop(self) -> float:
+        """The largest stall in ms since start() (the time up to now included)."""
+        self.timer.stop()
+        s = [*self.stamps, time.perf_counter_ns()]
+        return max((max(0.0, (b - a) / 1e6 - TICK_MS) for a, b in zip(s, s[1:])), default=0.0)
+
+
+def spin(seconds: float) -> None:
+    """Run the event loop for `seconds`."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Run the event loop until `predicate()` holds (checked every millisecond or so)."""
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.perf_counter() + timeout
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"gui_scale: timed out after {timeout:.0f} s waiting for {what}")
+        QApplication.processEvents()
+        spin(0.001)
+
+
+def main_window(width: int = 1280, height: int = 800):
+    """The app's main window over the current CORRAL_HOME, shown, the library scanned."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.settings import load_settings
+    from app.gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(["corral-bench"])
+    window = MainWindow(load_settings())
+    window.resize(width, height)
+    window.show()
+    wait_until(lambda: window.library_state.items is not None, 60, "the library scan")
+    return app, window
+
+
+# ---------------------------------------------------------------------- measurements
+LIBRARY_QUERY = "mistral q4"
+
+
+def _typed(screen, text: str) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    screen.search.setFocus(Qt.FocusReason.OtherFocusReason)
+    for ch in text:
+        QTest.keyClick(screen.search, ch)
+        spin(0.12)
+
+
+@measurement("library")
+def library(home: Path) -> dict[str, float]:
+    from app.testing.many_models import seed_library
+
+    paths = seed_library(home / "models", 200)
+    app, window = main_window()
+    wait_until(lambda: len(window.library_state.items or []) == 200, 60, "200 models scanned")
+    spin(1.5)  # start-up work (the chat screen, the downloads look-up) out of the way
+
+    meter = StallMeter()
+    meter.start()
+    t0 = time.perf_counter()
+    screen = window.show_screen("library")
+    wait_until(lambda: len(screen.installed_ids()) == 200, 30, "200 rows")
+    window.repaint()
+    open_ms = (time.perf_counter() - t0) * 1000
+    spin(2.5)
+    open_stall = meter.stop()
+
+    words = LIBRARY_QUERY.split()
+    expected = sorted(p.name[:-len(".gguf")] for p in paths if all(w in p.name.lower() for w in words))
+    meter.start()
+    _typed(screen, LIBRARY_QUERY)
+    wait_until(lambda: sorted(screen.installed_ids()) == expected, 30, "the rows to match the query")
+    spin(0.5)
+    key_stall = meter.stop()
+    window.close()
+    return {"library_200_open_ms": round(open_ms, 1),
+            "library_200_open_max_stall_ms": round(open_stall, 1),
+            "library_search_keystroke_max_stall_ms": round(key_stall, 1)}
+
+
+# ---------------------------------------------------------------------- driver
+def run_child(name: str) -> dict[str, float]:
+    """One measurement in a child process with its own temporary home; its keys."""
+    with tempfile.TemporaryDirectory(prefix=f"corral-gui-scale-{name}-") as tmp:
+        env = {**os.environ, "CORRAL_HOME": str(Path(tmp) / "home"), "HOME": str(Path(tmp) / "user"),
+               "XDG_DATA_HOME": str(Path(tmp) / "xdg"), "HF_HUB_CACHE": str(Path(tmp) / "hf"),
+               "OLLAMA_MODELS": str(Path(tmp) / "ollama"), "HF_HUB_OFFLINE": "1"}
+        if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+            env["QT_QPA_PLATFORM"] = "offscreen"
+        proc = subprocess.run([sys.executable, __file__, "--child", name], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"gui_scale: {name} failed:\n{proc.stdout}{proc.stderr}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", action="append", choices=sorted(MEASUREMENTS),
+                        help="run only this measurement (repeatable)")
+    parser.add_argument("--rounds", type=int, default=3, help="children per measurement (median)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = MEASUREMENTS[args.child](Path(os.environ["CORRAL_HOME"]))
+        print(json.dumps(result))
+        return 0
+    out: dict[str, float] = {}
+    for name in args.only or list(MEASUREMENTS):
+        rounds = [run_child(name) for _ in range(max(1, args.rounds))]
+        for key in rounds[0]:
+            out[key] = round(statistics.median(r[key] for r in rounds), 1)
+            if not args.json:
+                print(f"{key:45s} {out[key]:8.1f}   rounds: {', '.join(str(r[key]) for r in rounds)}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
