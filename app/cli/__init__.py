@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "app.cli.prompt_cmd",
     "app.cli.serve_cmd",
     "app.cli.servers_cmd",
+    "app.cli.chats_cmd",
 )
 
 
