@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QPushButton
 
 from app.core.downloads import DownloadEvent, Job
 from app.core.settings import Settings, load_settings, save_settings
-from app.gui.download_worker import DownloadController
+from app.gui.downloads.worker import DownloadController
 from app.gui.main_window import MainWindow
 from app.testing.hub_server import local_hub  # noqa: F401  (a fixture)
 
@@ -196,7 +196,7 @@ def test_offline_refuses_downloads_with_a_message(home, hub, qtbot):
     w = MainWindow(load_settings())
     qtbot.addWidget(w)
     w.show()
-    from app.gui.download_worker import OfflineError
+    from app.gui.downloads.worker import OfflineError
 
     with pytest.raises(OfflineError, match="Offline mode is on"):
         w.downloads.enqueue(REPO, FILE)

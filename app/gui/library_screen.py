@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFrame, QHBoxLayout, QLab
 
 from app.core.library import COPY, LINK
 from app.gui import background, theme
-from app.gui.download_worker import DownloadController, OfflineError
+from app.gui.downloads.worker import DownloadController, OfflineError
 from app.gui.library.cards import (CatalogCard, DiscoveredCard, HubRepoCard, InstalledCard)
 from app.gui.library.state import CatalogItem, InstalledItem, LibraryState, catalog_items
 from app.gui.widgets import Banner, CardGrid, label

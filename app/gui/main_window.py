@@ -36,7 +36,7 @@ from app.core.paths import get_paths
 from app.core.settings import Settings
 from app.gui import background, theme
 from app.gui.chat_mount import ChatMountMixin
-from app.gui.download_worker import DownloadController
+from app.gui.downloads.worker import DownloadController
 from app.gui.library.state import LibraryState
 from app.gui.widgets import Banner
 
@@ -335,7 +335,7 @@ class MainWindow(ChatMountMixin, QMainWindow):
         return screen
 
     def _build_downloads(self) -> QWidget:
-        from app.gui.downloads_screen import DownloadsScreen
+        from app.gui.downloads.screen import DownloadsScreen
 
         if self.downloads.has_saved_jobs():
             self.downloads.ensure_manager()

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QProgressBar, QPushButton, Q
                                QVBoxLayout, QWidget)
 
 from app.core.memory_plan import format_bytes
-from app.gui.download_worker import DownloadController, OfflineError
+from app.gui.downloads.worker import DownloadController, OfflineError
 from app.gui.widgets import Banner, badge, label, repolish
 
 STATE_WORDS = {"queued": "Queued", "downloading": "Downloading", "paused": "Paused",
