@@ -384,7 +384,7 @@ GOOD = {"type": "file", "path": "good.Q4_0.gguf", "size": 1234, "lfs": {"oid": "
      "(no .gguf files)"),
     ([{"type": "file", "path": "../up.gguf", "size": 1}, {"type": "file", "path": "nul\u0000.gguf", "size": 1},
       {"type": "file", "path": ".hidden.gguf", "size": 1}, {"type": "file", "path": "esc\u001b[2J.gguf", "size": 1},
-      GOOD], "  good.Q4_0.gguf  1.2 KB"),
+      GOOD], "  good.Q4_0.gguf  1.23 kB"),
     ([{"type": "file", "path": "odd-sha.gguf", "size": 10, "lfs": {"oid": ["no"], "size": 10}}],
      "  odd-sha.gguf  10 B"),
 ])

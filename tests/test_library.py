@@ -123,7 +123,7 @@ def test_import_checks_disk_space_first(lib, tiny_model, tmp_path, monkeypatch):
     src = put(tiny_model, tmp_path / "big.gguf")
     lib.models_dir.mkdir(parents=True)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12, 1000))
-    with pytest.raises(LibraryError, match=r"not enough disk space to copy big.gguf \(824 KB\) into .*: 1000 B free"):
+    with pytest.raises(LibraryError, match=r"not enough disk space to copy big.gguf \(844 kB\) into .*: 1 kB free"):
         lib.import_file(src, COPY)
     assert list(lib.models_dir.iterdir()) == []
 

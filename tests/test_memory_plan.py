@@ -30,8 +30,8 @@ def test_cpu_plan_adds_weights_kv_compute_and_overhead():
     assert p.ram == 4081004224 + 2 * GiB + p.compute + RUNTIME_OVERHEAD
     assert p.vram == 0 and p.gpu_layers == 0 and p.total == p.ram
     assert p.verdict == FITS
-    assert p.text() == "needs 6.3 GB of 16 GB (16 GB free): fits"
-    assert "KV cache 2 GB (4096 tokens)" in p.breakdown()
+    assert p.text() == "needs 6.73 GB of 17.2 GB (17.2 GB free): fits"  # decimal units
+    assert "KV cache 2.15 GB (4096 tokens)" in p.breakdown()
     assert p.to_dict()["text"] == p.text()
 
 
@@ -52,7 +52,7 @@ def test_gpu_layers_split_weights_and_kv_proportionally():
     full = plan(weights, LLAMA2_7B, 4096, gpu_layers=-1, ram_available=16 * GiB, vram_total=8 * GiB)
     assert full.gpu_layers == 32 and full.ram == RUNTIME_OVERHEAD
     assert full.vram == weights + 2 * GiB + full.compute and full.verdict == FITS
-    assert "VRAM of 8 GB" in full.text()
+    assert "VRAM of 8.59 GB" in full.text()
     too_big = plan(weights, LLAMA2_7B, 4096, gpu_layers=-1, ram_available=16 * GiB, vram_total=4 * GiB)
     assert too_big.verdict == WILL_NOT_FIT and "offload fewer layers" in too_big.notes[0]
     no_gpu = plan(weights, LLAMA2_7B, 4096, gpu_layers=-1, gpu_offload=False)
@@ -93,7 +93,11 @@ def test_typical_shapes_and_machine_numbers():
     hw = SimpleNamespace(ram_total=16 * GiB, ram_available=10 * GiB, vram_total=None, gpu_offload=False)
     assert machine_kwargs(hw) == {"ram_total": 16 * GiB, "ram_available": 10 * GiB,
                                   "vram_total": None, "gpu_offload": False}
-    assert format_bytes(int(5.14 * GiB)) == "5.1 GB" and format_bytes(44 * MiB) == "44 MB"
-    assert format_bytes(512) == "512 B"
+    # One unit system, decimal and labelled (as the hub and the file managers count), to three
+    # significant digits; a value that rounds up to 1000 moves to the next unit.
+    assert format_bytes(5_140_000_000) == "5.14 GB" and format_bytes(44 * MiB) == "46.1 MB"
+    assert format_bytes(619_914_016) == "620 MB" and format_bytes(843_552) == "844 kB"
+    assert format_bytes(999_600) == "1 MB" and format_bytes(16 * GiB) == "17.2 GB"
+    assert format_bytes(512) == "512 B" and format_bytes(None) == "?"
     with pytest.raises(ValueError):
         plan(1, TINYLLAMA, 0)

@@ -60,14 +60,14 @@ def test_import_list_and_rm(env, tiny_model, tmp_path):
 
     r = corral(env, "models", "import", str(src))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("Copied vicuna-7b-v1.5.Q4_K_M (824 KB, F32)")
+    assert r.stdout.startswith("Copied vicuna-7b-v1.5.Q4_K_M (844 kB, F32)")
     r = corral(env, "models", "import", str(src), "--link", "--name", "linked")
     assert r.returncode == 0 and r.stdout.startswith("Linked linked")
 
     r = corral(env, "models", "list")
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["ID", "SIZE", "QUANT", "PARAMS", "TEMPLATE", "STATUS"]
-    assert lines[1].split()[:5] == ["vicuna-7b-v1.5.Q4_K_M", "824", "KB", "F32", "205K"]
+    assert lines[1].split()[:5] == ["vicuna-7b-v1.5.Q4_K_M", "844", "kB", "F32", "205K"]
     assert "vicuna-v1.1" in lines[1] and lines[1].endswith("ok")  # template from the catalog
     assert lines[2].endswith("ok, linked")
 

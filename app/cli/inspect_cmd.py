@@ -6,6 +6,7 @@ import json
 import sys
 
 from app.core.gguf_info import ModelInfo, inspect
+from app.core.memory_plan import format_bytes
 from app.core.safetext import terminal_safe
 
 
@@ -32,7 +33,7 @@ def format_info(info: ModelInfo) -> str:
     """The human listing: one aligned `key: value` line per fact."""
     rows = [
         ("file", str(info.path)),
-        ("size", f"{_size(info.file_size)} ({info.file_size:,} bytes)"),
+        ("size", f"{format_bytes(info.file_size)} ({info.file_size:,} bytes)"),
         ("format", f"GGUF v{info.gguf_version}, {info.tensor_count:,} tensors"),
         ("architecture", info.architecture),
         ("name", info.name),
@@ -51,14 +52,6 @@ def format_info(info: ModelInfo) -> str:
     width = max(len(key) for key, _ in rows) + 2
     return "".join(f"{key + ':':<{width}}{'-' if value is None else terminal_safe(value)}\n"
                    for key, value in rows)
-
-
-def _size(n: int) -> str:
-    if n >= 10**9:
-        return f"{n / 10**9:.2f} GB"
-    if n >= 10**6:
-        return f"{n / 10**6:.1f} MB"
-    return f"{n / 10**3:.1f} kB"
 
 
 def _parameters(n: int) -> str:

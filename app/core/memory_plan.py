@@ -119,21 +119,22 @@ def verdict(need: int, available: int | None, margin: float = TIGHT_MARGIN) -> s
 
 
 def format_bytes(n: int | float | None) -> str:
-    """Sizes as people read them: binary units written GB/MB (a 16 GiB machine shows "16 GB")."""
+    """A size as people read it, in decimal units labelled as such (1 kB = 1000 B, 1 MB = 1000
+    kB, as the Hugging Face hub and the file managers of GNOME and macOS count), to three
+    significant digits: "844 kB", "620 MB", "4.08 GB". The one formatter of sizes for every face
+    (the window, `corral models list`, `corral inspect`), so one file shows one figure."""
     if n is None:
         return "?"
     n = float(n)
-    if n >= GiB:
-        value, unit = n / GiB, "GB"
-    elif n >= MiB:
-        value, unit = n / MiB, "MB"
-    elif n >= 1024:
-        value, unit = n / 1024, "KB"
-    else:
+    if abs(n) < 1000:
         return f"{int(n)} B"
-    text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
-    if text.endswith(".0"):
-        text = text[:-2]
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        n /= 1000
+        text = f"{n:.2f}" if abs(n) < 10 else f"{n:.1f}" if abs(n) < 100 else f"{n:.0f}"
+        if float(text) < 1000 or unit == "PB":  # 999.6 kB rounds to 1000: say 1 MB
+            break
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return f"{text} {unit}"
 
 
