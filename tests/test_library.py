@@ -343,9 +343,9 @@ def test_an_import_never_replaces_a_file_that_appears_meanwhile(lib, tiny_model,
     theirs = b"GGUF the download that finished meanwhile"
     original = getattr(library_module, "copy_open_file", None)
 
-    def copy_then_race(*args):
+    def copy_then_race(*args, **kwargs):
         if original is not None:
-            original(*args)
+            original(*args, **kwargs)
         dest.write_bytes(theirs)
 
     if original is not None:

@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 __all__ = ["NO_HARD_LINKS", "SpecialFile", "copy_open_file", "open_regular", "place_new",
            "same_file", "special_kind"]
@@ -104,14 +104,24 @@ def same_file(path: str | os.PathLike, st: os.stat_result) -> bool:
     return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
-def copy_open_file(f: BinaryIO, dest: str | os.PathLike, *, block: int = 8 * 1024 * 1024) -> None:
+def copy_open_file(f: BinaryIO, dest: str | os.PathLike, *, block: int = 8 * 1024 * 1024,
+                   progress: Callable[[int], None] | None = None) -> None:
     """Copy the open file `f` (from its start) to a new file `dest` (which must not exist),
-    flushed to disk, with `f`'s permission bits and times. On any failure `dest` is removed."""
+    flushed to disk, with `f`'s permission bits and times. On any failure `dest` is removed.
+    `progress(bytes copied)` is called after each block; an exception it raises (a cancel)
+    stops the copy, and `dest` is removed like on any other failure."""
     st = os.fstat(f.fileno())
     f.seek(0)
     try:
         with open(dest, "xb") as out:
-            shutil.copyfileobj(f, out, block)
+            if progress is None:
+                shutil.copyfileobj(f, out, block)
+            else:
+                done = 0
+                while chunk := f.read(block):
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress(done)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(dest, stat.S_IMODE(st.st_mode))

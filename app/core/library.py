@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -42,6 +43,10 @@ class LibraryError(Exception):
 
 class ImportRejected(LibraryError):
     """The file is not a usable GGUF model; the message is gguf_info's reason."""
+
+
+class ImportCancelled(LibraryError):
+    """The user cancelled a copy; nothing of it was left behind."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,21 @@ def _real(path: Path) -> str:
 
 def _remove(path: Path) -> None:
     Path(path).unlink(missing_ok=True)
+
+
+def _watch(src: Path, size: int, progress: Callable[[int, int], None] | None,
+           cancel: threading.Event | None) -> Callable[[int], None] | None:
+    """The per-block callback of a copy: report progress, stop when cancelled."""
+    if progress is None and cancel is None:
+        return None
+
+    def step(done: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise ImportCancelled(f"the import of {terminal_safe(src.name)} was cancelled; "
+                                  f"nothing was copied")
+        if progress is not None:
+            progress(done, size)
+    return step
 
 
 class Library:
@@ -257,14 +277,17 @@ class Library:
         return model
 
     def import_file(self, src: str | os.PathLike, mode: str = COPY, *, name: str | None = None,
-                    origin: str | None = None) -> LocalModel:
+                    origin: str | None = None, progress: Callable[[int, int], None] | None = None,
+                    cancel: threading.Event | None = None) -> LocalModel:
         """Bring a GGUF file into the library: copy it, move it, or link it (use it in place).
 
         The file is opened once and checked, inspected and copied through that one descriptor:
         a FIFO, device, socket or directory is refused, and one swapped in later is never read.
         A name already taken in the models folder is never replaced. If the registry cannot be
         written, the import is undone (the copy removed, a moved file back where it was) and
-        LibraryError says so. ImportRejected (gguf_info's reason) when it is not a usable model."""
+        LibraryError says so. ImportRejected (gguf_info's reason) when it is not a usable model.
+        A copy calls `progress(bytes copied, size)` after each block and stops with
+        ImportCancelled, leaving nothing behind, once `cancel` is set."""
         if mode not in (COPY, MOVE, LINK):
             raise ValueError(f"mode must be copy, move or link, not {mode!r}")
         if name is not None and (not name.strip() or any(c in name for c in "/\\\0")
@@ -291,9 +314,10 @@ class Library:
             if os.path.lexists(dest):
                 raise self._taken(dest)
             self.models_dir.mkdir(parents=True, exist_ok=True)
+            watch = _watch(src, info.file_size, progress, cancel)
             if mode == MOVE:
-                return self._move(f, src, dest, info.file_size)
-            self._copy(f, src, dest, info.file_size)
+                return self._move(f, src, dest, info.file_size, watch)
+            self._copy(f, src, dest, info.file_size, watch)
             return self._remember(dest, undo=lambda: _remove(dest), undone="the copy was removed")
 
     def _taken(self, dest: Path) -> LibraryError:
@@ -302,7 +326,7 @@ class Library:
                             + (f" (id {terminal_safe(other.id)})" if other else "")
                             + "; delete it first or import under another name")
 
-    def _move(self, f, src: Path, dest: Path, size: int) -> LocalModel:
+    def _move(self, f, src: Path, dest: Path, size: int, watch: Callable[[int], None] | None) -> LocalModel:
         """Move the checked file `f` (at `src`) to `dest`: a second name first (so nothing is
         lost if anything fails), then the old name removed; a copy to another disk."""
         checked = os.fstat(f.fileno())
@@ -317,7 +341,7 @@ class Library:
                     raise LibraryError(f"cannot move {terminal_safe(src)} to "
                                        f"{terminal_safe(dest)}: {exc.strerror}") from None
                 return self._rename(src, dest, checked)
-            self._copy(f, src, dest, size)  # another disk: copy, then remove the source
+            self._copy(f, src, dest, size, watch)  # another disk: copy, then remove the source
             model = self._remember(dest, undo=lambda: _remove(dest),
                                    undone=f"the copy was removed and {where}")
             if same_file(src, checked):
@@ -360,7 +384,7 @@ class Library:
             raise LibraryError(f"{terminal_safe(dest.name)} was not imported: {why}; {undone}") from None
         return self.register(dest)
 
-    def _copy(self, f, src: Path, dest: Path, size: int) -> None:
+    def _copy(self, f, src: Path, dest: Path, size: int, watch: Callable[[int], None] | None) -> None:
         free = shutil.disk_usage(self.models_dir).free
         if free < size + DISK_RESERVE:
             raise LibraryError(
@@ -369,7 +393,9 @@ class Library:
         tmp = dest.with_name(f".{dest.name}.importing-{os.getpid()}")
         try:
             _remove(tmp)  # left by an import of this process id that was killed
-            copy_open_file(f, tmp)
+            copy_open_file(f, tmp, progress=watch)
+            if watch is not None:
+                watch(size)  # a cancel during the last block and the flush still counts
             place_new(tmp, dest)
         except FileExistsError:
             _remove(tmp)
@@ -426,17 +452,9 @@ class Library:
     def template_for(self, model: LocalModel) -> tuple[str | None, str]:
         """(template id, where it came from): the user's choice, else the catalog's for this
         file name, else (None, "auto") — left to template detection from the GGUF."""
-        chosen = self.settings.get(model.id).template
-        if chosen:
-            return chosen, "setting"
-        from app.core.catalog import CatalogError, load_catalog
-        try:
-            entry = load_catalog().entry_for_filename(model.path.name)
-        except CatalogError:
-            entry = None
-        if entry is not None:
-            return entry.template, "catalog"
-        return None, "auto"
+        from app.core.turns.template_choice import model_template_setting
+
+        return model_template_setting(self.settings.get(model.id), model.path)
 
     # ------------------------------------------------------------------ discovery
     def discover(self, roots: DiscoveryRoots | None = None) -> list[DiscoveredModel]:
