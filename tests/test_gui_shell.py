@@ -4,9 +4,9 @@ Real core objects under a temporary CORRAL_HOME; pytest-qt, offscreen."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QSplitter
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QSplitter, QWidget
 
 from app.core.settings import Settings, load_settings
 from app.gui import theme
@@ -40,6 +40,36 @@ def test_a_model_replaces_the_welcome_with_the_chat(open_window, qtbot, tiny_mod
     window.show_screen("chat")
     qtbot.waitUntil(lambda: not window.showing_welcome())
     assert window._chat_slot.currentWidget() is window.chat_screen
+
+
+class WindowsShown(QObject):
+    """Every widget shown as a window of its own, while installed on the application."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[str] = []
+
+    def eventFilter(self, obj, event):  # noqa: N802
+        if event.type() == QEvent.Type.Show and isinstance(obj, QWidget) and obj.isWindow():
+            self.shown.append(f"{type(obj).__name__} {obj.objectName()!r}")
+        return False
+
+
+def test_opening_the_window_shows_no_other_window(open_window, qtbot):
+    """A widget shown before it has a parent is a window of its own for a moment: a flash on
+    the desktop that takes the activation from the main window (keyboard shortcuts then go
+    nowhere). Building every screen shows the main window and nothing else."""
+    spy = WindowsShown()
+    QApplication.instance().installEventFilter(spy)
+    try:
+        window = open_window()
+        qtbot.waitUntil(lambda: window.is_ready, timeout=10_000)
+        for name in ("library", "downloads", "chat"):
+            window.show_screen(name)
+    finally:
+        QApplication.instance().removeEventFilter(spy)
+    assert spy.shown == ["MainWindow 'MainWindow'"]
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)
 
 
 def test_shortcuts_switch_screens_and_open_settings(open_window, qtbot):

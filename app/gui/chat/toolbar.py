@@ -144,8 +144,10 @@ class Banner(QFrame):
         self.close_button = QToolButton(text="✕")
         self.close_button.setAutoRaise(True)
         self.close_button.clicked.connect(self.hide)
-        self.close_button.setVisible(closable)
         lay.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        # Only once it has a parent: shown before, it is a window of its own for a moment (a
+        # flash on the desktop that takes the activation from the main window).
+        self.close_button.setVisible(closable)
         self.hide()
 
     def show_message(self, text: str, kind: str = "warning") -> None:
