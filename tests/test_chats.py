@@ -320,4 +320,16 @@ def test_titles_and_stats_lines():
     assert long.endswith("…") and len(long) <= 49
     assert describe_stats({"generated_tokens": 3, "decode_tps": 12.345, "ttft_s": 0.5,
                            "stop_reason": "length"}) == \
-        "3 tokens · 12.3 tok/s · first token 500 ms · stop: length"
+        "3 tokens · 12.3 tok/s · first token 500 ms · stop: token limit"
+    # Why a reply stopped, as the turn pipeline saves it (stopped_by), in words.
+    said = {"user": "stop: stopped by you", "context_full": "stop: context full",
+            "end_of_text": "stop: end of text", "token_limit": "stop: token limit"}
+    for reason, words in said.items():
+        assert describe_stats({"generated_tokens": 2, "stopped_by": reason,
+                               "stop_reason": "length"}) == f"2 tokens · {words}"
+    assert describe_stats({"generated_tokens": 1, "stopped_by": "stop_string",
+                           "stop_string": "USER:"}) == "1 tokens · stop: stop string 'USER:'"
+    assert describe_stats({"generated_tokens": 0, "stopped_by": "error", "error": "boom"},
+                          "error") == "0 tokens · stop: error · error: boom"
+    assert describe_stats({"generated_tokens": 5, "stop_reason": "eos"}, "interrupted") == \
+        "5 tokens · interrupted (Corral was closed mid-reply)"

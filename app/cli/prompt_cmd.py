@@ -35,26 +35,35 @@ def register(sub) -> None:
 def run(args) -> int:
     # Imported here, not at the top: every `corral` command builds this parser, and jinja2 is slow
     # to import.
-    from app.core.templates import (Detection, TemplateRegistry, render, takes_any_role,
-                                    template_for_model)
+    from app.core import turns
+    from app.core.library import LibraryError
+    from app.core.templates import takes_any_role
 
     if not args.model and not args.template:
         raise CliError("give a MODEL_PATH or --template ID (see `corral templates list`)", 2)
     check_arg("--system", args.system)
+    options = turns.TurnOptions(template=args.template, system=args.system,
+                                add_generation_prompt=not args.no_generation_prompt)
     if args.model:
         try:
-            from app.core.gguf_info import inspect  # only when a model file is asked for
+            from app.core import gguf_info  # only when a model file is asked for
         except ImportError:
             raise CliError("reading model files is not available in this build; "
                            "use --template ID") from None
-        info = inspect(args.model)
-        template, detection = template_for_model(info, user_choice=args.template)
+        try:
+            ref = turns.resolve_model(args.model, allow_remote=False)
+        except LibraryError as exc:
+            raise CliError(str(exc)) from None
+        info = gguf_info.inspect(ref.path)
     else:
-        template = TemplateRegistry().get(args.template)
-        detection = Detection(template.id, "user", "chosen with --template")
+        ref, info = turns.ModelRef(args.template), None
+    # The same template choice and rendering a turn makes (app.core.turns), without fitting
+    # into a context: nothing is loaded, nothing is tokenized.
+    choice = turns.template_for(turns.TurnRequest(ref, options=options), info=info)
+    template, detection = choice.template, choice.detection
     messages = read_messages(Path(args.messages), any_role=takes_any_role(template))
-    rendered = render(template, messages, system=args.system,
-                      add_generation_prompt=not args.no_generation_prompt)
+    rendered = turns.render_turn(turns.TurnRequest(ref, messages=tuple(messages),
+                                                   options=options), choice)
     sys.stdout.write(rendered.text)
     sys.stdout.flush()
     if sys.stdout.isatty() and sys.stderr.isatty():

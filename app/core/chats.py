@@ -421,7 +421,7 @@ class ChatStore:
             note = "" if m.state == "complete" else f" ({m.state})"
             lines += [f"## {who}{note}", "", m.content, ""]
             if m.role == "assistant" and m.stats:
-                lines += [f"<sub>{describe_stats(m.stats)}</sub>", ""]
+                lines += [f"<sub>{describe_stats(m.stats, m.state)}</sub>", ""]
         return "\n".join(lines).rstrip() + "\n"
 
     def export_to_file(self, cid: int, path: str | os.PathLike) -> Path:
@@ -435,20 +435,12 @@ class ChatStore:
         return path
 
 
-def describe_stats(stats: dict[str, Any]) -> str:
-    """One line for people: '128 tokens · 27.1 tok/s · first token 210 ms · stop: eos'."""
-    parts: list[str] = []
-    if stats.get("generated_tokens") is not None:
-        parts.append(f"{stats['generated_tokens']} tokens")
-    if stats.get("decode_tps"):
-        parts.append(f"{stats['decode_tps']:.1f} tok/s")
-    if stats.get("ttft_s") is not None:
-        parts.append(f"first token {stats['ttft_s'] * 1000:.0f} ms")
-    if stats.get("stop_reason"):
-        parts.append(f"stop: {stats['stop_reason']}")
-    if stats.get("error"):
-        parts.append(f"error: {stats['error']}")
-    return " · ".join(parts)
+def describe_stats(stats: dict[str, Any], state: str | None = None) -> str:
+    """One line for people: '128 tokens · 27.1 tok/s · first token 210 ms · stop: end of text'
+    (the one formatter, app.core.turns.ending, also records why a reply stopped)."""
+    from app.core.turns.ending import describe_stats as describe
+
+    return describe(stats, state)
 
 
 class _Transaction:

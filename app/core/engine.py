@@ -55,6 +55,9 @@ class LoadedModel:
     backend: str  # "cpu" or the GPU kind actually used
     fallback_reason: str  # why the model is not where it was asked to be ("" if it is)
     load_s: float
+    # The most bytes of text one token covers: a text of N bytes is at least N / this tokens
+    # (the turn pipeline's context fit uses it to refuse a huge text before tokenizing it).
+    max_token_bytes: int = 0
 
 
 @dataclass
@@ -76,12 +79,6 @@ class Stats:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    def summary(self) -> str:
-        tps = f"{self.decode_tps:.1f} tok/s" if self.decode_tps else "– tok/s"
-        ttft = f"{self.ttft_s * 1000:.0f} ms" if self.ttft_s is not None else "–"
-        return (f"{self.generated_tokens} tokens, {tps}, first token {ttft}, prompt "
-                f"{self.prompt_tokens} tokens ({self.reused_tokens} reused), stop: {self.stop_reason}")
 
 
 class _Runner:
@@ -289,7 +286,8 @@ class Engine:
                 raise EngineError(f"Cannot load {path.name}: {msg['message']}")
             elif ev == "loaded":
                 return dict(path=path, info=info, n_ctx=msg["n_ctx"], n_ctx_train=msg["n_ctx_train"],
-                            n_gpu_layers=n_gpu_layers, load_s=msg["load_s"])
+                            n_gpu_layers=n_gpu_layers, load_s=msg["load_s"],
+                            max_token_bytes=int(msg.get("max_token_bytes") or 0))
 
     def unload(self) -> None:
         if self._runner and self._runner.alive() and self.model:

@@ -1,17 +1,11 @@
 """Remote engines: any OpenAI-compatible server (llama.cpp's, vLLM, Ollama, another Corral).
 
 A user whose models outgrow one machine registers a server (URL and optional API key); its
-models then show up beside the local ones as `SERVER/MODEL` and chat the same way, because both
-sides speak one small protocol:
-
-    ChatBackend.chat(model, messages, params, template=None) -> ChatStream
-    ChatBackend.complete(model, prompt, params) -> ChatStream
-    ChatBackend.stop() (any thread; takes effect before the next piece) / close()
-    ChatStream: iterate for text pieces; then .text and .stats (app.core.engine.Stats)
-
-`app.core.server.LocalBackend` (library + engine; its streams are engine Generations) and
-`app.core.remote_client.RemoteBackend` implement it. This module holds the registry of servers;
-remote_client the HTTP client (which refuses every request while offline mode is on).
+models then show up beside the local ones as `SERVER/MODEL` and chat the same way: a turn on
+one runs through the turn pipeline (app.core.turns) like a local one, on
+`app.core.remote_client.RemoteBackend` — the second implementation of the pipeline's Backend
+protocol, beside the local engine's. This module holds the registry of servers; remote_client
+the HTTP client (which refuses every request while offline mode is on).
 
 Keys: in the OS keyring when one is usable (service "corral", user "server:NAME"); otherwise in
 `<data>/server-keys.json`, readable by its owner only (0600), never in servers.json or the chats;
@@ -27,11 +21,10 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from app.core import statefile
-from app.core.engine import SamplingParams, Stats
 from app.core.paths import get_paths
 from app.core.safetext import terminal_safe
 from app.core.statefile import Damaged, expect, keep_entries, keep_items, write_json_atomic
@@ -42,24 +35,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 class RemoteError(Exception):
     """A server that cannot be reached, refuses, or answers in a way Corral cannot read."""
-
-
-class ChatStream(Protocol):
-    text: str
-    stats: Stats | None
-
-    def __iter__(self) -> Iterator[str]: ...
-
-
-class ChatBackend(Protocol):
-    def chat(self, model: str, messages: Sequence[Mapping[str, Any]],
-             params: SamplingParams = ..., *, template: str | None = None) -> ChatStream: ...
-
-    def complete(self, model: str, prompt: str, params: SamplingParams = ...) -> ChatStream: ...
-
-    def stop(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 # --------------------------------------------------------------------------- the registry

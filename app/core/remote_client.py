@@ -1,5 +1,8 @@
 """The HTTP side of remote engines: `RemoteBackend` speaks OpenAI's API to one registered
-server (see app.core.remote for the registry and the ChatBackend protocol it implements).
+server (app.core.remote holds the registry). It is the turn pipeline's second Backend
+(app.core.turns): `prepare` resolves a turn's knobs and messages (the server applies its own
+template, so nothing is rendered or counted here), `start` streams it; `chat`/`complete` are
+the two HTTP calls beneath.
 
 Remote stats hold what the server reports (usage) and what is measured here (time to first
 piece, pieces per second); a server that sends no usage while streaming gets its pieces counted
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 from app.core.engine import SamplingParams, Stats
+from app.core.turns import knobs
+from app.core.turns.model import CHAT, PreparedTurn, TurnListener, TurnRequest
 from app.core.remote import (RemoteError, RemoteModel, RemoteServer, ServerRegistry, resolve,
                              scrub)
 
@@ -57,7 +62,7 @@ def _error_text(response) -> str:
 
 
 class RemoteBackend:
-    """Chat with the models of one server (see ChatBackend). One stream at a time.
+    """A turn pipeline Backend for the models of one server. One stream at a time.
     `offline`: None follows the saved settings at each request; True/False overrides them."""
 
     def __init__(self, server: RemoteServer, key: str | None = None, *,
@@ -134,16 +139,42 @@ class RemoteBackend:
                         repeat_penalty=params.repeat_penalty)
         return body
 
+    # ------------------------------------------------------------------ the turn pipeline
+    def prepare(self, request: TurnRequest, *, listener: TurnListener | None = None,
+                check=None, load: bool = True) -> PreparedTurn:
+        """The turn as it will be sent: the knobs (a remote model has no settings here), the
+        system prompt placed as the first message, the stop strings. SamplingError."""
+        options = request.options
+        params = knobs.sampling_for(None, options.overrides)
+        stop = tuple(params.stop) + tuple(s for s in (options.stop or ()) if s not in params.stop)
+        params = replace(params, stop=stop)
+        messages = tuple(with_system(request.messages, options.system))
+        chat = request.mode == CHAT
+        return PreparedTurn(
+            model=request.model, mode=request.mode, text=None if chat else request.prompt,
+            messages=messages if chat else (), add_bos=request.add_bos, stop=stop,
+            params=params, load=None, template=None,
+            template_id="server" if chat else "raw", requested_max_tokens=params.max_tokens,
+            notes=(f"{self.server.name} applies its own chat template",) if chat else ())
+
+    def start(self, turn: PreparedTurn) -> "RemoteGeneration":
+        model = turn.model.remote_id or turn.model.id
+        if turn.mode == CHAT:
+            return self.chat(model, turn.messages, turn.params)
+        return self.complete(model, turn.text or "", turn.params)
+
+    # ------------------------------------------------------------------ the HTTP calls
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]],
-             params: SamplingParams = SamplingParams(), *,
-             template: str | None = None) -> "RemoteGeneration":
-        """Stream a reply; the server applies its own template (`template` is not sent)."""
+             params: SamplingParams | None = None) -> "RemoteGeneration":
+        """Stream a reply; the server applies its own template."""
+        params = params or knobs.ENGINE_DEFAULTS
         body = self._body(model, params)
         body["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
         return self._start("/chat/completions", body, params)
 
     def complete(self, model: str, prompt: str,
-                 params: SamplingParams = SamplingParams()) -> "RemoteGeneration":
+                 params: SamplingParams | None = None) -> "RemoteGeneration":
+        params = params or knobs.ENGINE_DEFAULTS
         body = self._body(model, params)
         body["prompt"] = prompt
         return self._start("/completions", body, params)
@@ -207,6 +238,7 @@ class RemoteGeneration:
     text: str = ""
     stats: Stats | None = None
     stopped: bool = False
+    on_prompt_progress: Any = None  # the server does not report prompt evaluation
     _started: float = field(default_factory=time.perf_counter)
 
     def __iter__(self) -> Iterator[str]:
@@ -288,6 +320,18 @@ class RemoteGeneration:
                 on_piece(piece)
         assert self.stats is not None
         return self.stats
+
+
+def with_system(messages: Sequence[Mapping[str, Any]], system: str | None
+                ) -> list[dict[str, str]]:
+    """The messages with `system` as their system prompt: None keeps theirs, "" removes it,
+    a text replaces it (as a first message, as every OpenAI server reads it)."""
+    out = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if system is None:
+        return out
+    if out and out[0]["role"] == "system":
+        out = out[1:]
+    return ([{"role": "system", "content": system}] if system else []) + out
 
 
 def _count(value: Any) -> int:

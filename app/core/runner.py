@@ -196,10 +196,29 @@ class Runner:
         # since a batch larger than its n_batch is an assert (a crash), not an error code.
         self.n_ctx, self.n_batch = self.ll.llama_n_ctx(ctx), self.ll.llama_n_batch(ctx)
         self.cached = []
+        load_s = time.perf_counter() - t0
         self.ch.send(ev="loaded", n_ctx=self.n_ctx, n_ctx_train=n_ctx_train, n_batch=self.n_batch,
                      n_vocab=self.ll.llama_vocab_n_tokens(self.vocab),
-                     n_gpu_layers=layers, load_s=time.perf_counter() - t0,
-                     warnings=self.log.problems_since(mark)[-5:])
+                     max_token_bytes=self.max_token_bytes(), n_gpu_layers=layers,
+                     load_s=load_s, warnings=self.log.problems_since(mark)[-5:])
+
+    def max_token_bytes(self) -> int:
+        """The most bytes of text one token stands for, over the whole vocabulary (special
+        tokens written out, as the tokenizer parses them). No token covers more, so a text of
+        N bytes has at least N / this many tokens: the engine's callers use it to tell what
+        cannot fit a context before tokenizing anything (a 1 MB paste costs nothing)."""
+        ll, vocab = self.ll, self.vocab
+        size = 256
+        buf = ctypes.create_string_buffer(size)
+        longest = 1
+        to_piece = ll.llama_token_to_piece
+        for tok in range(ll.llama_vocab_n_tokens(vocab)):
+            n = to_piece(vocab, tok, buf, size, 0, True)
+            if n < 0:  # longer than the buffer: llama.cpp says how long (-n)
+                n = -n
+            if n > longest:
+                longest = n
+        return longest
 
     def _on_progress(self, progress: float, _user: object) -> bool:
         if progress - self._last_progress >= 0.05 or progress >= 1.0:

@@ -5,13 +5,12 @@
     create_app(config, library=, worker=) -> the Starlette app
 
 Modules: app (routes, the Guard middleware, streaming), schema (OpenAI request/response
-shapes), worker (the engine thread and its bounded queue), local (LocalBackend: library model →
-template → context check → engine), errors (OpenAI-shaped errors), run (uvicorn). No Qt here.
+shapes), worker (the engine thread and its bounded queue; each request is a turn of the turn
+pipeline, app.core.turns, on its LocalBackend), errors (OpenAI-shaped errors), run (uvicorn).
+No Qt here.
 """
 
-from app.core.server.app import ServeConfig, create_app
-from app.core.server.local import ContextOverflow, LocalBackend, find_model
+from app.core.server.app import ServeConfig, create_app, find_model
 from app.core.server.run import Server
 
-__all__ = ["ContextOverflow", "LocalBackend", "ServeConfig", "Server", "create_app",
-           "find_model"]
+__all__ = ["ServeConfig", "Server", "create_app", "find_model"]

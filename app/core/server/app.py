@@ -34,8 +34,8 @@ from app.core.inputs import bad_text
 from app.core.library import Library, LibraryError, LocalModel
 from app.core.server import schema
 from app.core.server.errors import APIError, send_error
-from app.core.server.local import LocalBackend, find_model
 from app.core.server.worker import EngineWorker, Job, QueueFull
+from app.core.turns import LocalBackend, ModelRef, local_ref, resolve_model
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -274,7 +274,14 @@ async def _read_json(request: Request) -> Any:
     return data
 
 
-def _resolve(app_state, name: str) -> LocalModel:
+def find_model(library: Library, model_id: str) -> ModelRef:
+    """A usable model of the library by id, exact or in any case (LibraryError if none). Ids
+    only, never paths, never another server: a client cannot make this server open a file
+    outside the library or contact anything."""
+    return resolve_model(model_id, library=library, allow_paths=False, allow_remote=False)
+
+
+def _resolve(app_state, name: str) -> ModelRef:
     config: ServeConfig = app_state.config
     library: Library = app_state.library
     if not name or name == "default":
@@ -285,7 +292,7 @@ def _resolve(app_state, name: str) -> LocalModel:
             if len(usable) != 1:
                 raise APIError(400, "model is required: name one of GET /v1/models",
                                code="model_required", param="model")
-            return usable[0]
+            return local_ref(usable[0])
     try:
         return find_model(library, name)
     except LibraryError as exc:
@@ -331,9 +338,9 @@ async def completions(request: Request):
     return await _generate(request, schema.COMPLETION)
 
 
-def _model_entry(m: LocalModel) -> dict[str, Any]:
+def _model_entry(m: LocalModel | ModelRef) -> dict[str, Any]:
     try:
-        created = int(m.path.stat().st_mtime)
+        created = int(m.path.stat().st_mtime) if m.path is not None else 0
     except OSError:
         created = 0
     return {"id": m.id, "object": "model", "created": created, "owned_by": "corral"}
@@ -377,7 +384,8 @@ def create_app(config: ServeConfig = ServeConfig(), *, library: Library | None =
     """The API over a library and an engine worker (made here unless given)."""
     library = library or Library()
     worker = worker or EngineWorker(
-        lambda: LocalBackend(Engine(), library, threads=config.threads), config.max_queue)
+        lambda: LocalBackend(Engine(), library, face_overrides={"threads": config.threads}),
+        config.max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -19,8 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.core.engine import LoadedModel
 from app.core.library import Library
-from app.core.server.app import ServeConfig, create_app
-from app.core.server.local import find_model
+from app.core.server.app import ServeConfig, create_app, find_model
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -4,7 +4,8 @@ Only what Corral can honour is accepted. Fields that would change the answer but
 here (n > 1, logprobs, tools, a JSON response_format, penalties other than repeat_penalty) are
 refused with a 400 that names them, rather than silently ignored; fields that change nothing
 (user, metadata, …) are ignored. Sampling values are checked by the engine's own
-`SamplingParams` (one set of bounds for every face); this module only names the field.
+bounds, through the turn pipeline (one set of bounds for every face); this module only names
+the field.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.engine import SamplingError, SamplingParams, Stats
+from app.core.engine import SamplingError, Stats
 from app.core.server.errors import APIError
+from app.core.turns import check_overrides
 
 CHAT, COMPLETION = "chat", "completion"
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n",
@@ -145,7 +147,7 @@ def parse(body: Any, kind: str) -> GenerationRequest:
     sampling = {k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None}
     sampling["stop"] = _stops(body)
     try:
-        SamplingParams(**sampling, **({} if max_tokens is None else {"max_tokens": max_tokens}))
+        check_overrides({**sampling, "max_tokens": max_tokens})
     except SamplingError as exc:
         param = max_name if exc.field == "max_tokens" else exc.field
         raise _bad(f"{param} {exc.problem}", param) from None

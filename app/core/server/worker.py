@@ -1,10 +1,12 @@
 """The one thread that owns the engine, and the bounded queue of requests waiting for it.
 
 The engine is not thread-safe, so every request becomes a `Job` that this thread runs, one at a
-time; at most `max_queue` jobs wait behind the running one (`submit` raises `QueueFull` past
-that: the API answers 429). A job reports back through `Job.post`, which hands each event to
-the asyncio loop of the request that made it. `cancel(job)` may be called from any thread: a
-waiting job is dropped, a running one is stopped before its next token (`engine.stop()`).
+time, as a turn of the turn pipeline (app.core.turns: the request's fields are the turn's
+overrides; the context is checked, never cut: OpenAI's answer to a prompt that does not fit is
+an error); at most `max_queue` jobs wait behind the running one (`submit` raises `QueueFull`
+past that: the API answers 429). A job reports back through `Job.post`, which hands each event
+to the asyncio loop of the request that made it. `cancel(job)` may be called from any thread: a
+waiting job is dropped, a running one is stopped at once, whatever stage it is at.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.core.engine import EngineError, Generation, SamplingError, Stats
-from app.core.library import LibraryError, LocalModel
+from app.core.engine import EngineError, SamplingError, Stats
+from app.core.library import LibraryError
 from app.core.server.errors import APIError
-from app.core.server.local import ContextOverflow, LocalBackend, Prepared
 from app.core.server.schema import CHAT, GenerationRequest
-from app.core.templates import TemplateError
+from app.core.templates import ContextOverflow, TemplateError
+from app.core.turns import (REFUSE, LocalBackend, ModelRef, PreparedTurn, Turn, TurnListener,
+                            TurnOptions, TurnRequest)
 
 
 class QueueFull(Exception):
@@ -31,15 +34,16 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """One request for the engine. Events: ("started", Prepared), ("piece", str),
+    """One request for the engine. Events: ("started", PreparedTurn), ("piece", str),
     ("done", Stats), ("error", APIError)."""
 
     request: GenerationRequest
-    model: LocalModel
+    model: ModelRef
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
-    generation: Generation | None = None
+    turn: Turn | None = None
+    prepared: PreparedTurn | None = None  # the exact prompt sent, once it is known
     finished: bool = False
     stats: Stats | None = None
     pieces: int = 0                   # pieces read from the engine so far
@@ -110,8 +114,8 @@ class EngineWorker:
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.finished = True
-            elif self._current is job and job.generation is not None and self.backend:
-                self.backend.stop()
+            elif self._current is job and job.turn is not None:
+                job.turn.stop()
             self._cond.notify_all()
 
     @property
@@ -191,38 +195,24 @@ class EngineWorker:
             item.future.set_exception(exc)
 
     def _run(self, job: Job) -> None:
-        backend, req = self.backend, job.request
+        backend = self.backend
         try:
             if backend is None:
                 raise APIError(503, self._broken or "the engine is not running",
                                code="engine_unavailable")
-            prepared = self._prepare(job)
-            if job.cancelled:
-                return
-            params = backend.sampling(job.model, {**req.sampling, "max_tokens": req.max_tokens})
-            generation = backend.generate(prepared, params)
+            turn = Turn(backend, turn_request(job), listener=_JobListener(job),
+                        should_stop=lambda: job.cancelled)
             with self._cond:
-                job.generation = generation
-                if job.cancelled:
-                    backend.stop()
+                job.turn = turn
                 self._cond.notify_all()
-            job.post("started", prepared)
-            for piece in generation:
-                job.pieces += 1
-                job.post("piece", piece)
-                if job.cancelled:
-                    break  # Generation stops the engine and reads on to its end marker
-            job.stats = generation.stats
+            job.stats = turn.run().stats
             job.post("done", job.stats)
         except APIError as exc:
             job.post("error", exc)
-        except SamplingError as exc:  # the request's values with the model's saved ones
-            job.post("error", APIError(400, str(exc), code="invalid_value", param=exc.field))
-        except EngineError as exc:
-            job.stats = job.generation.stats if job.generation else None
-            job.post("error", APIError(500, str(exc), code="engine_error"))
         except Exception as exc:  # noqa: BLE001 - any failure must reach the client as JSON
-            job.post("error", APIError(500, f"{type(exc).__name__}: {exc}", code="internal_error"))
+            stream = job.turn.stream if job.turn is not None else None
+            job.stats = stream.stats if stream is not None else None
+            job.post("error", api_error(exc, job))
         finally:
             with self._cond:
                 job.finished = True
@@ -230,20 +220,46 @@ class EngineWorker:
                 self.finished.append(job)
                 self._cond.notify_all()
 
-    def _prepare(self, job: Job) -> Prepared:
-        backend, req = self.backend, job.request
-        param = "messages" if req.kind == CHAT else "prompt"
-        try:
-            if req.kind == CHAT:
-                return backend.prepare_chat(job.model, req.messages, max_tokens=req.max_tokens,
-                                            template=req.template)
-            return backend.prepare_completion(job.model, req.prompt, max_tokens=req.max_tokens)
-        except ContextOverflow as exc:
-            raise APIError(400, str(exc), code="context_length_exceeded", param=param) from None
-        except TemplateError as exc:
-            raise APIError(400, str(exc), code="invalid_prompt",
-                           param="template" if req.template else param) from None
-        except LibraryError as exc:
-            raise APIError(404, str(exc), code="model_not_found", param="model") from None
-        except EngineError as exc:
-            raise APIError(500, str(exc), code="model_load_failed", param="model") from None
+
+class _JobListener(TurnListener):
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def prepared(self, turn: PreparedTurn) -> None:
+        self.job.prepared = turn
+        self.job.post("started", turn)
+
+    def pieces(self, text: str) -> None:
+        self.job.pieces += 1
+        self.job.post("piece", text)
+
+
+def turn_request(job: Job) -> TurnRequest:
+    """An OpenAI request as a turn: its fields are the turn's overrides, and a prompt that
+    does not fit beside the reply asked for is refused, never cut."""
+    req = job.request
+    options = TurnOptions(template=req.template, fit=REFUSE,
+                          overrides={**req.sampling, "max_tokens": req.max_tokens})
+    if req.kind == CHAT:
+        return TurnRequest(job.model, messages=tuple(req.messages or ()), options=options)
+    return TurnRequest(job.model, prompt=req.prompt, options=options)
+
+
+def api_error(exc: Exception, job: Job) -> APIError:
+    """A failed turn as OpenAI's error: what the request got wrong is a 4xx naming the field."""
+    req = job.request
+    param = "messages" if req.kind == CHAT else "prompt"
+    if isinstance(exc, ContextOverflow):
+        return APIError(400, str(exc), code="context_length_exceeded", param=param)
+    if isinstance(exc, TemplateError):
+        return APIError(400, str(exc), code="invalid_prompt",
+                        param="template" if req.template else param)
+    if isinstance(exc, SamplingError):  # the request's values with the model's saved ones
+        return APIError(400, str(exc), code="invalid_value", param=exc.field)
+    if isinstance(exc, LibraryError):
+        return APIError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, EngineError):
+        if job.prepared is None:
+            return APIError(500, str(exc), code="model_load_failed", param="model")
+        return APIError(500, str(exc), code="engine_error")
+    return APIError(500, f"{type(exc).__name__}: {exc}", code="internal_error")

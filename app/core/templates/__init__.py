@@ -3,7 +3,8 @@
     render(template, messages, system=None, add_generation_prompt=True) -> RenderedPrompt
     detect(user_choice=, chat_template=, file_name=, repo_id=, general_name=) -> Detection
     template_for_model(info, user_choice=None) -> (PromptTemplate, Detection)
-    fit_to_context(template, messages, n_ctx, count_tokens, reserve) -> RenderedPrompt
+    fit_conversation(template, messages, n_ctx, count_tokens, reserve, max_token_bytes=)
+        -> (RenderedPrompt, tokens); fit_to_context(...) -> RenderedPrompt; ContextOverflow
     TemplateRegistry(): all(), get(id), create/update/duplicate/delete for user templates
 
 Modules: model (data + TemplateError), sandbox (Jinja for untrusted templates) with limits
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.templates.detect import Detection, detect, repo_id_from_metadata
-from app.core.templates.fit import fit_to_context
+from app.core.templates.fit import ContextOverflow, fit_conversation, fit_to_context
 from app.core.templates.model import (GGUF_ID, PromptTemplate, RenderedPrompt, TemplateError,
                                       TurnFormat, parse_messages)
 from app.core.templates.registry import TemplateRegistry
@@ -26,8 +27,8 @@ from app.core.templates.render import gguf_template, render, render_many, takes_
     validate
 
 __all__ = [
-    "Detection", "GGUF_ID", "PromptTemplate", "RenderedPrompt", "TemplateError",
-    "TemplateRegistry", "TurnFormat", "detect", "detect_for_model", "fit_to_context",
+    "ContextOverflow", "Detection", "GGUF_ID", "PromptTemplate", "RenderedPrompt", "TemplateError",
+    "TemplateRegistry", "TurnFormat", "detect", "detect_for_model", "fit_conversation", "fit_to_context",
     "gguf_template", "parse_messages", "render", "render_many", "takes_any_role",
     "template_for_model", "validate",
 ]

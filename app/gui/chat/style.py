@@ -7,6 +7,8 @@ from typing import Any
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy
 
+from app.core.turns.ending import describe_stats
+
 
 def blend(a: QColor, b: QColor, t: float) -> QColor:
     return QColor(round(a.red() + (b.red() - a.red()) * t),
@@ -31,18 +33,5 @@ def elastic_combo(min_chars: int, max_width: int) -> QComboBox:
 
 
 def stats_line(stats: dict[str, Any], state: str) -> str:
-    parts: list[str] = []
-    if stats.get("generated_tokens"):
-        parts.append(f"{stats['generated_tokens']} tokens")
-    if stats.get("decode_tps"):
-        parts.append(f"{stats['decode_tps']:.1f} tok/s")
-    if stats.get("ttft_s") is not None:
-        parts.append(f"first token {stats['ttft_s'] * 1000:.0f} ms")
-    reason = stats.get("stop_reason")
-    words = {"eos": "end of text", "stop": "stop string", "length": "length limit",
-             "cancelled": "stopped", "error": "error"}
-    if state == "interrupted" and reason != "cancelled":
-        parts.append("interrupted (Corral was closed mid-reply)")
-    elif reason:
-        parts.append(f"stop: {words.get(reason, reason)}")
-    return " · ".join(parts)
+    """A reply's stats line (the core's one formatter; the error itself is in the banner)."""
+    return describe_stats(stats, state, error=False)
