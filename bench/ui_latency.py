@@ -128,7 +128,8 @@ def window_run(app, screen: ChatScreen, worker: EngineWorker, meter: StallMeter 
         meter.start()
     cpu0 = time.process_time()
     screen.send(PROMPT)
-    _rid, stats = wait_for(worker.finished, 600)
+    _rid, result = wait_for(worker.finished, 600)  # a TurnResult (app.core.turns)
+    stats = result.stats
     app.processEvents()
     late = meter.stop() if meter is not None else []
     cpu = time.process_time() - cpu0

@@ -17,13 +17,14 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.core.chats import ChatStore
-from app.core.engine import LoadSettings, SamplingParams
+from app.core.engine import LoadSettings
 from app.core.library import Library
 from app.core.settings import load_settings
 from app.gui.chat import ChatScreen
 from app.gui.chat.prompt_inspector import decode_stops, encode_stops
 from app.gui.chat.segments import split_markdown
-from app.gui.workers import EngineWorker, ReplyRequest
+from app.core.turns import ModelRef, TurnOptions, TurnRequest, make_default_template
+from app.gui.workers import EngineWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 60_000  # ms; generous: the machine may be busy with other test runs
@@ -307,12 +308,14 @@ def test_worker_coalesces_tokens_and_stops_a_load(qtbot, home, tiny_model):
     try:
         signals: list[str] = []
         worker.tokens.connect(lambda _rid, text: signals.append(text))
-        request = ReplyRequest(str(tiny_model), LoadSettings(threads=1, n_ctx=1024),
-                               SamplingParams(max_tokens=400, seed=3), prompt="hello world")
+        request = TurnRequest(ModelRef("tiny", tiny_model), prompt="hello world",
+                              options=TurnOptions(overrides={"threads": 1, "context": 1024,
+                                                             "max_tokens": 400, "seed": 3}))
         with qtbot.waitSignal(worker.finished, timeout=WAIT) as done:
             worker.generate(request)
-        stats = done.args[1]
-        assert stats.generated_tokens == 400
+        result = done.args[1]
+        assert result.stats.generated_tokens == 400 and result.stopped_by == "token_limit"
+        assert result.state == "complete" and result.stats.seed == 3
         assert len(signals) < 400  # many pieces per signal: the event loop is not flooded
         # A stop sent before the load starts cancels it.
         with qtbot.waitSignal(worker.loadFailed, timeout=WAIT) as failed:
@@ -355,7 +358,7 @@ def test_switching_conversation_mid_reply_stops_it_and_keeps_what_was_written(
     assert screen.messages.bubbles[-1].text == reply.content
 
 
-def test_template_choice_is_remembered_for_the_model_and_the_prompt_can_be_overridden(
+def test_template_choice_applies_to_its_conversation_only_and_the_prompt_can_be_overridden(
         qtbot, apps, vicuna):
     app = apps()
     screen = app.screen
@@ -364,7 +367,7 @@ def test_template_choice_is_remembered_for_the_model_and_the_prompt_can_be_overr
     index = combo.findData("chatml")
     combo.setCurrentIndex(index)
     combo.activated.emit(index)
-    assert Library().model_settings(vicuna).template == "chatml"
+    assert Library().model_settings(vicuna).template is None  # the model's default is kept
     assert "ChatML" in screen.inspector.template_label.text()
     # The inspector's text, edited, is what the next reply gets, once.
     screen.side.setVisible(True)
@@ -388,6 +391,14 @@ def test_template_choice_is_remembered_for_the_model_and_the_prompt_can_be_overr
     screen.new_chat()
     assert screen.parameters.values()["max_tokens"] == 8
     assert screen.parameters.values()["temperature"] == 0.0
+    # The template chosen in that chat is not: the next chat is automatic (Vicuna) again…
+    assert screen.inspector.template_label.text().startswith("Template: Vicuna")
+    # …until the explicit call makes ChatML the model's default.
+    make_default_template(Library(), vicuna, "chatml")
+    screen.controller._choices.clear()
+    screen.new_chat()
+    assert "ChatML" in screen.inspector.template_label.text()
+    assert screen.toolbar.template.itemText(0).startswith("Auto: ChatML")
 
 
 def test_a_streaming_reply_is_rendered_as_markdown_with_code_blocks(qtbot):

@@ -1,19 +1,22 @@
 """The engine worker: one QThread owns the Engine, and so the loaded model (GPT4All's pattern).
 
     worker = EngineWorker()              # starts its thread; the runner process starts there
-    worker.load(path, LoadSettings(...))  # → loadStarted, loadProgress…, loaded | loadFailed
-    rid = worker.generate(ReplyRequest(...))
-                                          # → promptReady, promptProgress…, tokens…,
-                                          #   finished(rid, Stats) | failed(rid, message)
+    worker.load(path, load_settings)     # → loadStarted, loadProgress…, loaded | loadFailed
+    rid = worker.generate(TurnRequest(...), writer)
+                                          # → promptReady(rid, PreparedTurn), promptProgress…,
+                                          #   tokens…, finished(rid, TurnResult) | failed(rid, text)
+    worker.check_context(TurnRequest(...))  # → contextChecked(seq, PreparedTurn | text)
     worker.stop()                         # from the GUI thread: ends a load or a reply now
     worker.dispose()                      # stop, close the engine, quit() and wait()
 
-The GUI talks to the thread only through queued signals; the thread answers only with signals.
-`stop()` is the one direct call: `Engine.stop()` is safe from any thread and takes effect before
-the next token (or cancels a load / a prompt evaluation). Tokens are coalesced in the thread: a
-`tokens` signal carries every piece that arrived in the last `coalesce_ms`, so a fast model does
-not flood the event loop. A reply's `ReplyWriter` (app.core.chats) is written here, in the worker
-thread, so saving a growing reply costs the GUI thread nothing.
+A shell around the core's turn pipeline (app.core.turns): each reply is a `Turn` on the
+worker's `LocalBackend`, which resolves the knobs, chooses the template, renders and fits the
+conversation, streams and saves the reply (its `ReplyWriter`, app.core.chats, written here, in
+the worker thread, so saving costs the GUI thread nothing). The GUI talks to the thread only
+through queued signals; the thread answers only with signals. `stop()` is the one direct call:
+it ends the turn at whatever stage it is (`Turn.stop`, `Engine.stop()` are safe from any
+thread). Tokens are coalesced in the thread: a `tokens` signal carries every piece that arrived
+in the last `coalesce_ms`, so a fast model does not flood the event loop.
 """
 
 from __future__ import annotations
@@ -21,16 +24,14 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-import time
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.chats import ReplyWriter
-from app.core.engine import Engine, EngineError, LoadedModel, LoadSettings, SamplingParams, Stats
-from app.core.templates import PromptTemplate, TemplateError, fit_to_context
+from app.core.engine import Engine, EngineError, LoadedModel, LoadSettings
+from app.core.turns import (LocalBackend, ModelRef, PreparedTurn, Turn, TurnListener,
+                            TurnRequest, TurnStopped, failure_text)
 
 
 def guard_pyside_refcounts() -> list[str]:
@@ -67,43 +68,33 @@ def guard_pyside_refcounts() -> list[str]:
 PYSIDE_REFCOUNT_GUARD = guard_pyside_refcounts()
 
 
-@dataclass(frozen=True)
-class ReplyRequest:
-    """What to answer: a conversation rendered by `template`, or an exact `prompt` text."""
+class _Signals(TurnListener):
+    """A turn's events as the worker's signals (emitted in the worker thread, queued to the
+    GUI thread)."""
 
-    model_path: str
-    load: LoadSettings = LoadSettings()
-    params: SamplingParams = SamplingParams()
-    template: PromptTemplate | None = None
-    messages: tuple[dict[str, str], ...] = ()
-    system: str | None = None
-    prompt: str | None = None             # sent as is (completion mode, inspector override)
-    stop: tuple[str, ...] | None = None   # None: the template's stop strings
-    add_bos: bool = True                  # for `prompt`; a template decides for itself
-    writer: ReplyWriter | None = None     # saves the reply as it grows (in the worker thread)
+    def __init__(self, backend: "_Backend", rid: int) -> None:
+        self.b, self.rid = backend, rid
 
+    def load_started(self, path: Path) -> None:
+        self.b.loadStarted.emit(str(path))
 
-@dataclass(frozen=True)
-class PromptPlan:
-    """The exact text sent to the model, and what fitting it into the context cost."""
+    def load_progress(self, fraction: float) -> None:
+        self.b.loadProgress.emit(fraction)
 
-    text: str
-    stop: tuple[str, ...]
-    add_bos: bool
-    template_id: str
-    dropped_turns: int
-    prompt_tokens: int
-    n_ctx: int
-    reserve: int
+    def loaded(self, model: LoadedModel) -> None:
+        self.b.loaded.emit(model)
 
+    def load_failed(self, message: str) -> None:
+        self.b.loadFailed.emit(message)
 
-def reserve_for(params: SamplingParams, n_ctx: int) -> int:
-    """Room kept for the reply when fitting a conversation: n_predict, at most half the context."""
-    return max(1, min(params.max_tokens or n_ctx // 2, n_ctx // 2))
+    def prepared(self, turn: PreparedTurn) -> None:
+        self.b.promptReady.emit(self.rid, turn)
 
+    def prompt_progress(self, done: int, total: int) -> None:
+        self.b.promptProgress.emit(self.rid, done, total)
 
-def stats_dict(stats: Stats) -> dict[str, Any]:
-    return {k: v for k, v in asdict(stats).items() if v is not None}
+    def pieces(self, text: str) -> None:
+        self.b.tokens.emit(self.rid, text)
 
 
 class _Backend(QObject):
@@ -114,26 +105,28 @@ class _Backend(QObject):
     loaded = Signal(object)          # LoadedModel
     loadFailed = Signal(str)
     unloaded = Signal()
-    promptReady = Signal(int, object)  # rid, PromptPlan
+    promptReady = Signal(int, object)  # rid, PreparedTurn
     promptProgress = Signal(int, int, int)
     tokens = Signal(int, str)
-    finished = Signal(int, object)   # rid, Stats
+    finished = Signal(int, object)   # rid, TurnResult
     failed = Signal(int, str)
-    contextChecked = Signal(int, object)  # seq, PromptPlan | str (why it cannot fit)
+    contextChecked = Signal(int, object)  # seq, PreparedTurn | str (why it cannot fit)
     busyChanged = Signal(bool)
 
     def __init__(self, front: "EngineWorker", log_file: Path | None, coalesce_s: float) -> None:
         super().__init__()
         self.front = front
         self.engine: Engine | None = None
+        self.turns: LocalBackend | None = None
+        self.current: Turn | None = None  # the turn running now (stopped from the GUI thread)
         self._log_file = log_file
         self._coalesce_s = coalesce_s
-        self._load_settings: LoadSettings | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @Slot()
     def start(self) -> None:
         self.engine = Engine(prestart=True, log_file=self._log_file)
+        self.turns = LocalBackend(self.engine)
 
     @Slot()
     def shutdown(self) -> None:
@@ -143,150 +136,67 @@ class _Backend(QObject):
     def _stopped(self, rid: int) -> bool:
         return rid <= self.front._stop_upto
 
+    def _check(self, rid: int):
+        def check() -> None:
+            if self._stopped(rid):
+                raise TurnStopped()
+        return check
+
     # ------------------------------------------------------------------ loading
     @Slot(int, str, object)
-    def load(self, rid: int, path: str, settings: LoadSettings) -> None:
+    def load(self, rid: int, path: str, settings: LoadSettings | None) -> None:
         self.busyChanged.emit(True)
         try:
-            self._ensure_loaded(rid, path, settings)
-        except EngineError:
+            assert self.turns is not None
+            self.turns.load(ModelRef(Path(path).name, Path(path)), settings,
+                            listener=_Signals(self, rid), check=self._check(rid))
+        except (EngineError, TurnStopped):
             pass  # reported by loadFailed
         finally:
             self.busyChanged.emit(False)
 
-    def _ensure_loaded(self, rid: int, path: str, settings: LoadSettings) -> LoadedModel:
-        engine = self.engine
-        assert engine is not None
-        if (engine.model is not None and engine.model.path == Path(path)
-                and self._load_settings == settings):
-            return engine.model
-        self.loadStarted.emit(path)
-        try:
-            engine.gpu_support()  # the runner past its llama.cpp import
-            if self._stopped(rid):
-                raise EngineError(f"Loading {Path(path).name} was cancelled")
-
-            def progress(value: float) -> None:
-                self.loadProgress.emit(value)
-                if self._stopped(rid):  # a stop that came before the load had an id
-                    engine.stop()
-
-            self._load_settings = None
-            model = engine.load(path, settings, progress)
-        except EngineError as exc:
-            self.loadFailed.emit(str(exc))
-            raise
-        self._load_settings = settings
-        self.loaded.emit(model)
-        return model
-
     @Slot()
     def unload(self) -> None:
-        if self.engine is not None and self.engine.model is not None:
+        if self.turns is not None and self.engine is not None and self.engine.model is not None:
             try:
-                self.engine.unload()
+                self.turns.unload()
             except EngineError as exc:
                 self.loadFailed.emit(str(exc))
-            self._load_settings = None
             self.unloaded.emit()
 
     # ------------------------------------------------------------------ prompts
-    def _plan(self, req: ReplyRequest) -> PromptPlan:
-        engine = self.engine
-        assert engine is not None and engine.model is not None
-        n_ctx = engine.model.n_ctx
-        reserve = reserve_for(req.params, n_ctx)
-        if req.prompt is not None:
-            stop = tuple(req.stop or ())
-            text, add_bos, tid, dropped = req.prompt, req.add_bos, "raw", 0
-        elif req.template is not None:
-            rendered = fit_to_context(req.template, list(req.messages), n_ctx,
-                                      engine.count_tokens, reserve, system=req.system)
-            stop = tuple(req.stop) if req.stop is not None else tuple(rendered.stop)
-            text, add_bos = rendered.text, rendered.add_bos
-            tid, dropped = rendered.template_id, rendered.dropped_turns
-        else:
-            raise TemplateError("nothing to send: no template and no prompt text")
-        used = engine.count_tokens(text) + (1 if add_bos else 0)
-        return PromptPlan(text, stop, add_bos, tid, dropped, used, n_ctx, reserve)
-
     @Slot(int, object)
-    def check_context(self, seq: int, req: ReplyRequest) -> None:
+    def check_context(self, seq: int, request: TurnRequest) -> None:
         """How the next reply's prompt fits, if the model it needs is loaded (else no answer)."""
-        engine = self.engine
-        if seq != self.front._check_seq or engine is None or engine.model is None \
-                or engine.model.path != Path(req.model_path):
+        turns = self.turns
+        if seq != self.front._check_seq or turns is None or request.model.path is None \
+                or turns.loaded_path() != Path(request.model.path):
             return
         try:
-            self.contextChecked.emit(seq, self._plan(req))
-        except (TemplateError, EngineError) as exc:
-            self.contextChecked.emit(seq, str(exc))
+            self.contextChecked.emit(seq, turns.prepare(request, load=False))
+        except Exception as exc:  # noqa: BLE001 - said in the banner, never lost
+            self.contextChecked.emit(seq, failure_text(exc))
 
     # ------------------------------------------------------------------ generating
-    @Slot(int, object)
-    def generate(self, rid: int, req: ReplyRequest) -> None:
+    @Slot(int, object, object)
+    def generate(self, rid: int, request: TurnRequest, writer: Any) -> None:
         self.busyChanged.emit(True)
-        writer = req.writer
+        assert self.turns is not None
+        turn = Turn(self.turns, request, writer=writer, listener=_Signals(self, rid),
+                    coalesce_s=self._coalesce_s, should_stop=lambda: self._stopped(rid))
+        self.current = turn
         try:
-            if self._stopped(rid):
-                return self._cancelled(rid, writer)
-            self._ensure_loaded(rid, req.model_path, req.load)
-            if self._stopped(rid):
-                return self._cancelled(rid, writer)
-            plan = self._plan(req)
-            self.promptReady.emit(rid, plan)
-            stats = self._stream(rid, plan, req, writer)
-            if writer is not None:
-                state = "interrupted" if stats.stop_reason == "cancelled" else "complete"
-                writer.finish(state, stats_dict(stats))
-            self.finished.emit(rid, stats)
-        except (EngineError, TemplateError) as exc:
-            self._fail(rid, writer, str(exc))
+            if self._stopped(rid):  # stopped while it waited in the queue
+                turn.stop()
+            self.finished.emit(rid, turn.run())
         except Exception as exc:  # noqa: BLE001 - e.g. the chats database: said, never silent
-            self._fail(rid, writer, f"{type(exc).__name__}: {exc}")
+            message = failure_text(exc)
+            if turn.save_error:
+                message += f" (and the reply could not be saved: {turn.save_error})"
+            self.failed.emit(rid, message)
         finally:
+            self.current = None
             self.busyChanged.emit(False)
-
-    def _fail(self, rid: int, writer: ReplyWriter | None, message: str) -> None:
-        if writer is not None and not writer.finished:
-            try:
-                writer.finish("error", {"stop_reason": "error", "error": message})
-            except Exception as exc:  # noqa: BLE001 - the reply cannot be saved: say so too
-                message += f" (and the reply could not be saved: {exc})"
-        self.failed.emit(rid, message)
-
-    def _cancelled(self, rid: int, writer: ReplyWriter | None) -> None:
-        stats = Stats(stop_reason="cancelled")
-        if writer is not None:
-            writer.finish("interrupted", stats_dict(stats))
-        self.finished.emit(rid, stats)
-
-    def _stream(self, rid: int, plan: PromptPlan, req: ReplyRequest,
-                writer: ReplyWriter | None) -> Stats:
-        engine = self.engine
-        assert engine is not None
-        room = max(1, plan.n_ctx - plan.prompt_tokens)
-        params = replace(req.params, stop=plan.stop,
-                         max_tokens=min(req.params.max_tokens or room, room))
-        generation = engine.generate(plan.text, params, add_bos=plan.add_bos)
-        generation.on_prompt_progress = lambda done, total: self.promptProgress.emit(rid, done,
-                                                                                     total)
-        emit, interval, clock = self.tokens.emit, self._coalesce_s, time.perf_counter
-        pending: list[str] = []
-        last = 0.0
-        for piece in generation:
-            if writer is not None:
-                writer.append(piece)
-            pending.append(piece)
-            now = clock()
-            if now - last >= interval:
-                emit(rid, "".join(pending))
-                pending.clear()
-                last = now
-        if pending:
-            emit(rid, "".join(pending))
-        assert generation.stats is not None
-        return generation.stats
 
 
 class EngineWorker(QObject):
@@ -306,7 +216,7 @@ class EngineWorker(QObject):
     busyChanged = Signal(bool)
 
     _load = Signal(int, str, object)
-    _generate = Signal(int, object)
+    _generate = Signal(int, object, object)
     _check = Signal(int, object)
     _unload = Signal()
     _shutdown = Signal()
@@ -356,20 +266,22 @@ class EngineWorker(QObject):
         self.busy = busy
 
     # ------------------------------------------------------------------ requests
-    def load(self, path: str | Path, settings: LoadSettings = LoadSettings()) -> int:
+    def load(self, path: str | Path, settings: LoadSettings | None = None) -> int:
+        """Load a model file (settings None: the app's and the file's defaults)."""
         rid = self._next_rid()
         self._load.emit(rid, str(path), settings)
         return rid
 
-    def generate(self, request: ReplyRequest) -> int:
-        """Queue a reply; returns its request id (carried by every signal about it)."""
+    def generate(self, request: TurnRequest, writer: Any = None) -> int:
+        """Queue a turn (its reply saved by `writer`, an app.core.chats.ReplyWriter, when
+        given); returns its request id (carried by every signal about it)."""
         rid = self._next_rid()
-        self._generate.emit(rid, request)
+        self._generate.emit(rid, request, writer)
         return rid
 
-    def check_context(self, request: ReplyRequest) -> int:
+    def check_context(self, request: TurnRequest) -> int:
         """Ask how `request` would fit the loaded model's context; only the latest check runs.
-        Answered by contextChecked(seq, PromptPlan or an error text)."""
+        Answered by contextChecked(seq, PreparedTurn or an error text)."""
         self._check_seq += 1
         self._check.emit(self._check_seq, request)
         return self._check_seq
@@ -378,8 +290,12 @@ class EngineWorker(QObject):
         self._unload.emit()
 
     def stop(self) -> None:
-        """Stop every request made so far (a load, a prompt evaluation or a reply), now."""
+        """Stop every request made so far (a load, a fit, a prompt evaluation or a reply),
+        now."""
         self._stop_upto = self._last_rid
+        turn = self._backend.current
+        if turn is not None:
+            turn.stop()
         engine = self._backend.engine
         if engine is not None:
             engine.stop()

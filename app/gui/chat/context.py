@@ -3,9 +3,9 @@ tokens it takes, and which oldest exchanges will be left out. A mixin of ChatCon
 
 from __future__ import annotations
 
-from app.core.templates import TemplateError, render
+from app.core.templates import TemplateError
+from app.core.turns import PreparedTurn, render_turn
 from app.gui.chat import resolve
-from app.gui.workers import PromptPlan, ReplyRequest
 
 
 class ContextMixin:
@@ -18,7 +18,7 @@ class ContextMixin:
         request = None
         if conv.mode == "chat":
             try:
-                template = self._template_choice(model).template
+                choice = self._template_choice(model)
             except (TemplateError, OSError, ValueError):
                 return
             messages = resolve.history(self.store.messages(conv.id)) if conv.id else []
@@ -26,20 +26,19 @@ class ContextMixin:
             if draft.strip():
                 messages.append({"role": "user", "content": draft})
             stops = conv.options.get("stop")
-            shown = stops if stops is not None else list(template.stop)
+            shown = stops if stops is not None else list(choice.template.stop)
             self.s.inspector.set_stops(shown, stops is not None)
+            request = resolve.chat_request(model, conv, messages, params)
             notes: tuple[str, ...] = ()
             try:
-                rendered = render(template, messages, system=conv.system_prompt)
+                rendered = render_turn(request, choice)
                 text, notes = rendered.text, rendered.notes
             except TemplateError as exc:
                 text = f"({exc})"
             self.s.inspector.set_prompt(text, "Next prompt (with your draft)")
             self.s.inspector.set_notes(notes)
-            if messages:
-                request = ReplyRequest(str(model.path), params=resolve.sampling_from(params),
-                                       template=template, messages=tuple(messages),
-                                       system=conv.system_prompt)
+            if not messages:
+                request = None
         else:
             text = self.s.completion.text()
             preset = self._preset()
@@ -49,8 +48,7 @@ class ContextMixin:
             self.s.inspector.set_prompt(text, "Prompt: the text in the editor, sent as is")
             self.s.inspector.set_notes(())
             if text.strip():
-                request = ReplyRequest(str(model.path), params=resolve.sampling_from(params),
-                                       prompt=text)
+                request = resolve.completion_request(model, text, params)
         loaded = self.worker.model
         if request is not None and loaded is not None and loaded.path == model.path \
                 and self.active is None:
@@ -59,7 +57,7 @@ class ContextMixin:
             self.s.context_banner.hide()
             self.s.messages.set_dropped_turns(0)
 
-    def _on_context(self, seq: int, result: PromptPlan | str) -> None:
+    def _on_context(self, seq: int, result: PreparedTurn | str) -> None:
         if seq != self.worker._check_seq or self.active is not None:
             return
         if isinstance(result, str):
@@ -67,7 +65,7 @@ class ContextMixin:
             return
         self._show_context(result)
 
-    def _show_context(self, plan: PromptPlan) -> None:
+    def _show_context(self, plan: PreparedTurn) -> None:
         used, n, reserve = plan.prompt_tokens, plan.n_ctx, plan.reserve
         self.s.inspector.set_tokens(f"{used} tokens of the {n}-token context; {reserve} kept "
                                     f"for the reply"

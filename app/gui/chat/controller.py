@@ -372,14 +372,11 @@ class ChatController(TurnsMixin, ContextMixin, QObject):
     def choose_template(self, template_id: str | None) -> None:
         if self.conv is None:
             return
+        # This conversation's choice only: making it the model's default for every chat is
+        # the separate, explicit app.core.turns.make_default_template.
         self._update_conv(template_id=template_id)
         model = self.model()
-        if model is not None and template_id and self.registry_kind(template_id) == "chat":
-            try:
-                self.library.update_model_settings(model.id, template=template_id)
-            except (SettingsError, LibraryError) as exc:
-                self._error(str(exc))
-        self._choices.clear()  # the model's automatic choice may have changed too
+        self._choices.clear()
         self._show_templates(model)
         self._check_timer.start()
 

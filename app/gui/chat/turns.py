@@ -17,8 +17,8 @@ from app.core.library import LocalModel
 from app.core.templates import PromptTemplate, TemplateError
 from app.gui.chat import resolve
 from app.gui.chat.resolve import TemplateChoice
+from app.core.turns import PreparedTurn, TurnRequest
 from app.gui.chat.style import stats_line
-from app.gui.workers import PromptPlan, ReplyRequest
 
 
 @dataclass
@@ -82,23 +82,18 @@ class TurnsMixin:
         if override is not None:
             self._set_options(prompt_override=None)
             self.s.inspector.set_override(None)
-        stops = conv.options.get("stop")
-        messages = tuple(resolve.history(self.store.messages(conv.id)))
+        messages = resolve.history(self.store.messages(conv.id))
         writer = self.store.begin_reply(conv.id, stats={
             "model": model.id, "template": choice.template.id, "params": params})
-        request = ReplyRequest(
-            model_path=str(model.path), load=self._load_settings(model),
-            params=resolve.sampling_from(params), template=choice.template,
-            messages=messages,
-            system=conv.system_prompt, prompt=override,
-            stop=tuple(stops) if stops is not None else None,
-            add_bos=choice.template.add_bos, writer=writer)
+        request = resolve.chat_request(model, conv, messages, params, prompt=override,
+                                       add_bos=choice.template.add_bos)
         self.s.messages.begin_stream(self.store.message(writer.message_id), model.id)
-        self._begin(request, writer.message_id, "chat")
+        self._begin(request, writer, "chat")
 
-    def _begin(self, request: ReplyRequest, message_id: int, mode: str) -> None:
+    def _begin(self, request: TurnRequest, writer, mode: str) -> None:
         self.s.error_banner.hide()
-        rid = self.worker.generate(request)
+        message_id = writer.message_id
+        rid = self.worker.generate(request, writer)
         self.active = Active(rid, self.conv.id, message_id, mode)
         self._set_busy(True)
         self.refresh_list()
@@ -196,11 +191,9 @@ class TurnsMixin:
             stops = list(preset.stop) if preset else []
         writer = self.store.begin_reply(conv.id, stats={
             "model": model.id, "template": preset.id if preset else "raw", "params": params})
-        request = ReplyRequest(model_path=str(model.path), load=self._load_settings(model),
-                               params=resolve.sampling_from(params), prompt=text,
-                               stop=tuple(stops), add_bos=True, writer=writer)
+        request = resolve.completion_request(model, text, params, stops)
         self.s.completion.begin_stream()
-        self._begin(request, writer.message_id, "completion")
+        self._begin(request, writer, "completion")
 
     # ------------------------------------------------------------------ worker signals
     def _on_tokens(self, rid: int, text: str) -> None:
@@ -210,7 +203,7 @@ class TurnsMixin:
             else:
                 self.s.completion.append(text)
 
-    def _on_prompt(self, rid: int, plan: PromptPlan) -> None:
+    def _on_prompt(self, rid: int, plan: PreparedTurn) -> None:
         if self.active is not None and rid == self.active.rid:
             self.s.inspector.set_prompt(plan.text, "Prompt sent for the reply being written")
             stops = self.conv.options.get("stop") if self.conv else None
