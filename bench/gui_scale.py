@@ -111,7 +111,7 @@ def main_window(width: int = 1280, height: int = 800):
 
 
 # ---------------------------------------------------------------------- measurements
-LIBRARY_QUERY = "mistral q4"
+LIBRARY_QUERY = "mistral q4_k"
 
 
 def _typed(screen, text: str) -> None:

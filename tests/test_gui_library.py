@@ -1,5 +1,6 @@
 """The Library screen over the real core: import (API, file drop, in place), bad files, delete,
-"Chat with this model", catalog cards, other apps' models, offline hub search."""
+"Chat with this model", the catalog and its selected entry's card, other apps' models, offline
+hub search. (Scale — 200 models, search, sorting, import progress — in test_gui_library_scale.)"""
 
 from __future__ import annotations
 
@@ -46,6 +47,25 @@ def card_ids(screen) -> list[str]:
     return screen.installed_ids()
 
 
+def installed_card(screen, model_id: str):
+    """The card of the installed model `model_id`, selected in the table."""
+    assert screen.installed.select(model_id)
+    card = screen.installed.card
+    assert card is not None and card.item.model.id == model_id
+    return card
+
+
+def installed_item(screen, model_id: str):
+    return next(i for i in screen.installed.items() if i.model.id == model_id)
+
+
+def catalog_card(screen, entry_id: str):
+    assert screen.catalog.select(entry_id)
+    card = screen.catalog.card
+    assert card is not None and card.item.entry.id == entry_id
+    return card
+
+
 def drop(widget, paths) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -62,7 +82,8 @@ def drop(widget, paths) -> None:
 def test_import_by_api_adds_a_row(library, qtbot, tiny_model, home):
     library.import_paths([tiny_model])
     qtbot.waitUntil(lambda: "corral-tiny.F32" in card_ids(library))
-    card = library.installed_grid.cards[0]
+    card = library.installed.card  # the imported model is selected, its card shown
+    assert card is not None and card.item.model.id == "corral-tiny.F32"
     assert card.item.model.kind == "folder"
     assert (home / "models" / tiny_model.name).is_file()  # copied
     assert tiny_model.is_file()
@@ -84,7 +105,7 @@ def test_drop_on_the_window_uses_the_file_in_place(window, library, qtbot, make_
     drop(window, [model])
     assert window.current_screen() == "library"
     qtbot.waitUntil(lambda: "in-place.F32" in card_ids(library))
-    item = next(c.item for c in library.installed_grid.cards if c.item.model.id == "in-place.F32")
+    item = installed_item(library, "in-place.F32")
     assert item.model.kind == "linked"
     assert item.model.path == model
     assert not (home / "models" / model.name).exists()
@@ -108,7 +129,7 @@ def test_a_broken_file_in_the_models_folder_is_listed_with_its_reason(window, ho
     window.library_state.refresh()
     screen = window.show_screen("library")
     qtbot.waitUntil(lambda: "half" in card_ids(screen))
-    card = screen.installed_grid.cards[0]
+    card = installed_card(screen, "half")
     assert card.item.model.error and "half.gguf" in card.item.model.error
     assert card.findChild(QPushButton, "chat-button") is None
 
@@ -118,11 +139,11 @@ def test_delete_asks_first(library, qtbot, tiny_model, home):
     qtbot.waitUntil(lambda: "corral-tiny.F32" in card_ids(library))
     asked = []
     library.confirm = lambda title, text: asked.append(text) or False
-    library.installed_grid.cards[0].findChild(QPushButton, "delete-button").click()
+    installed_card(library, "corral-tiny.F32").findChild(QPushButton, "delete-button").click()
     assert asked and "corral-tiny.F32" in asked[0]
     assert (home / "models" / tiny_model.name).exists()
     library.confirm = lambda title, text: True
-    library.installed_grid.cards[0].findChild(QPushButton, "delete-button").click()
+    installed_card(library, "corral-tiny.F32").findChild(QPushButton, "delete-button").click()
     qtbot.waitUntil(lambda: card_ids(library) == [])
     assert not (home / "models" / tiny_model.name).exists()
 
@@ -131,7 +152,7 @@ def test_chat_with_this_model_goes_to_the_chat(library, window, qtbot, tiny_mode
     library.import_paths([tiny_model])
     qtbot.waitUntil(lambda: "corral-tiny.F32" in card_ids(library))
     with qtbot.waitSignal(library.chatRequested) as signal:
-        library.installed_grid.cards[0].findChild(QPushButton, "chat-button").click()
+        installed_card(library, "corral-tiny.F32").findChild(QPushButton, "chat-button").click()
     assert signal.args[0] == "corral-tiny.F32"
     assert window.current_screen() == "chat"
     assert not window.showing_welcome()
@@ -142,17 +163,24 @@ def test_chat_with_this_model_goes_to_the_chat(library, window, qtbot, tiny_mode
 
 def test_catalog_cards_show_memory_fit_and_download(library, qtbot):
     library.show_tab("catalog")
-    qtbot.waitUntil(lambda: len(library.catalog_grid.cards) > 5)
-    card = next(c for c in library.catalog_grid.cards if c.item.entry.id == "tinyllama-1.1b-chat")
+    qtbot.waitUntil(lambda: len(library.catalog.items()) > 5)
+    card = catalog_card(library, "tinyllama-1.1b-chat")
     texts = " ".join(w.text() for w in card.findChildren(type(library.banner.text)))
     assert "TinyLlama" in texts and "apache-2.0" in texts and "zephyr" in texts
     assert "Fits in memory" in texts or "Tight fit" in texts
     assert card.findChild(QPushButton, "download-button").isVisibleTo(card)
-    unavailable = [c for c in library.catalog_grid.cards if not c.item.entry.available]
-    assert unavailable and unavailable[0].findChild(QPushButton, "alternative-button") is not None
+    unavailable = [i for i in library.catalog.items() if not i.entry.available]
+    assert unavailable
+    card = catalog_card(library, unavailable[0].entry.id)
+    alternative = card.findChild(QPushButton, "alternative-button")
+    assert alternative is not None
+    alternative.click()  # the alternative entry is selected, its card shown
+    assert library.catalog.card.item.entry.id == unavailable[0].entry.alternative
     library.search.setText("vicuna")
-    shown = {c.item.entry.id for c in library.catalog_grid.cards}
-    assert {"vicuna-7b-v1.5", "vicuna-13b-v1.5"} <= shown and "llama-7b" not in shown
+    qtbot.waitUntil(lambda: "llama-7b" not in {i.entry.id for i in library.catalog.items()})
+    shown = {i.entry.id for i in library.catalog.items()}
+    assert {"vicuna-7b-v1.5", "vicuna-13b-v1.5"} <= shown
+    assert library.tabs.tabText(1) == f"Catalog ({len(shown)})"
 
 
 def test_catalog_shows_an_installed_file_as_chat(library, qtbot, make_model, tmp_path):
@@ -160,8 +188,8 @@ def test_catalog_shows_an_installed_file_as_chat(library, qtbot, make_model, tmp
     named = tmp_path / "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf"
     shutil.copy(model, named)
     library.import_paths([named])
-    qtbot.waitUntil(lambda: any(c.item.installed for c in library.catalog_grid.cards))
-    card = next(c for c in library.catalog_grid.cards if c.item.entry.id == "tinyllama-1.1b-chat")
+    qtbot.waitUntil(lambda: any(i.installed for i in library.catalog.items()))
+    card = catalog_card(library, "tinyllama-1.1b-chat")
     assert card.chat.isVisibleTo(card) and not card.download.isVisibleTo(card)
 
 
@@ -174,7 +202,7 @@ def test_models_from_other_apps_are_used_in_place(library, qtbot, make_model, tm
     assert card.found.source == "lm-studio"
     card.findChild(QPushButton, "use-button").click()
     qtbot.waitUntil(lambda: "lmstudio-model.F32" in card_ids(library))
-    item = next(c.item for c in library.installed_grid.cards if c.item.model.id == "lmstudio-model.F32")
+    item = installed_item(library, "lmstudio-model.F32")
     assert item.model.kind == "linked" and item.model.path == found
 
 
@@ -188,8 +216,8 @@ def test_offline_mode_makes_no_hub_request(home, qtbot, local_hub):  # noqa: F81
     screen.search.setText("llama")
     qtbot.waitUntil(lambda: "Offline mode is on" in screen.hub_status.text())
     screen.show_tab("catalog")
-    qtbot.waitUntil(lambda: len(screen.catalog_grid.cards) > 0)
-    screen.catalog_grid.cards[0].findChild(QPushButton, "download-button").click()
+    qtbot.waitUntil(lambda: len(screen.catalog.items()) > 0)
+    catalog_card(screen, "tinyllama-1.1b-chat").findChild(QPushButton, "download-button").click()
     assert "Offline mode is on" in screen.banner.text.text()
     assert local_hub.requests == []
     w.close()

@@ -328,7 +328,7 @@ class MainWindow(ChatMountMixin, QMainWindow):
         return screen
 
     def _build_library(self) -> QWidget:
-        from app.gui.library_screen import LibraryScreen
+        from app.gui.library.screen import LibraryScreen
 
         screen = LibraryScreen(self.library_state, self.downloads)
         screen.chatRequested.connect(self.chat_with)
@@ -431,13 +431,13 @@ class MainWindow(ChatMountMixin, QMainWindow):
 
     # ------------------------------------------------------------------ drag and drop anywhere
     def dragEnterEvent(self, event) -> None:
-        from app.gui.library_screen import gguf_paths
+        from app.gui.library.screen import gguf_paths
 
         if gguf_paths(event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        from app.gui.library_screen import gguf_paths
+        from app.gui.library.screen import gguf_paths
 
         paths = gguf_paths(event.mimeData().urls())
         if paths:

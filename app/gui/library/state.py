@@ -7,6 +7,7 @@ the template each model uses and its memory plan on this machine — is plain da
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ class InstalledItem:
     template: str | None
     template_source: str          # setting | catalog | auto
     plan: MemoryPlan | None
+    family: str = ""              # the catalog's family for a catalog file, else the architecture
+    date: float | None = None     # the file's modification time (when it was downloaded or made)
+    search: str = ""              # what the search field matches, lower case
+
+    def matches(self, query: str) -> bool:
+        return all(w in self.search for w in query.lower().split())
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class CatalogItem:
     entry: Any                    # app.core.catalog.CatalogEntry
     plans: dict[str, MemoryPlan]  # per quantisation
     installed: dict[str, str]     # file name → library id, for the files already here
+
+    def matches(self, query: str) -> bool:
+        return self.entry.matches(query)
 
 
 def machine(settings: Settings, gpu: hardware.GpuSupport | None) -> dict[str, Any]:
@@ -42,9 +52,29 @@ def machine(settings: Settings, gpu: hardware.GpuSupport | None) -> dict[str, An
     return {**machine_kwargs(hardware.detect(gpu)), "gpu_layers": offload.n_gpu_layers}
 
 
+def _family(model: LocalModel, catalog: Any) -> str:
+    entry = catalog.entry_for_filename(model.path.name) if catalog is not None else None
+    if entry is not None:
+        return entry.family
+    return (model.header.architecture or "") if model.header is not None else ""
+
+
+def _date(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
 def installed_items(library: Library, settings: Settings,
                     gpu: hardware.GpuSupport | None = None) -> list[InstalledItem]:
+    from app.core.catalog import CatalogError, load_catalog
+
     kw = machine(settings, gpu)
+    try:
+        catalog = load_catalog()
+    except CatalogError:
+        catalog = None
     items = []
     for model in library.scan():
         plan = None
@@ -59,7 +89,10 @@ def installed_items(library: Library, settings: Settings,
                 template, source = library.template_for(model)
             except Exception:  # a broken per-model settings file must not hide the model
                 template, source = None, "auto"
-        items.append(InstalledItem(model, template, source, plan))
+        family = _family(model, catalog)
+        search = " ".join((model.id, model.path.name, family, model.quantization or "",
+                           model.parameters_label or "")).lower()
+        items.append(InstalledItem(model, template, source, plan, family, _date(model.path), search))
     return items
 
 
