@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,6 @@ from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.chats import ChatStore  # noqa: E402
-from app.core.engine import SamplingParams  # noqa: E402
 from app.core.library import LINK, Library  # noqa: E402
 from app.core.settings import load_settings  # noqa: E402
 from app.gui.chat import ChatScreen  # noqa: E402
@@ -101,8 +101,9 @@ def engine_alone(worker: EngineWorker, tokens: int, notes: list, plan) -> float:
     """The worker's Engine driven from this thread while the event loop sleeps, on the very
     prompt text (template, system prompt, stop strings) the window's last turn sent."""
     engine = worker._backend.engine
-    gen = engine.generate(plan.text, SamplingParams(max_tokens=tokens, temperature=0.0, seed=1,
-                                                    stop=tuple(plan.stop)), add_bos=plan.add_bos)
+    # the very sampling the window's turn sent (greedy, seed 1, its stop strings)
+    gen = engine.generate(plan.text, replace(plan.params, max_tokens=tokens),
+                          add_bos=plan.add_bos)
     first = last = None
     for _piece in gen:
         last = time.perf_counter()
