@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx2
 import openai
@@ -299,16 +298,20 @@ def test_disconnect_mid_stream_frees_the_engine_within_a_token(server):
     stats = job.stats
     assert stats.stop_reason == "cancelled"
     assert job.pieces_at_cancel is not None
-    # stopped before the next token: at most the one being computed when the stop arrived
+    # Counted in tokens, not seconds (a busy machine stretches the time, never the count): the
+    # server passed on at most the piece being handed over when the client left, and the
+    # runner stopped before the next token (at most the one being computed then).
+    assert job.pieces <= job.pieces_at_cancel + 1, (job.pieces, job.pieces_at_cancel)
     assert stats.generated_tokens <= job.pieces_at_cancel + 2, (stats, job.pieces_at_cancel)
-    assert stats.generated_tokens < 100
-    assert job.t_end - job.t_cancel < 2.0
-    t0 = time.perf_counter()
     r = httpx2.post(server.url + "/completions", timeout=60,
                     json={"model": "small.Q4_0", "prompt": "hello", "max_tokens": 2})
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
-    assert time.perf_counter() - t0 < 20
-    assert worker.finished[-1].stats.stop_reason == "length"
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 2
+    # The answer is sent before the worker files the job away: wait for that, then both are
+    # there, in order.
+    assert worker.wait_idle(30)
+    assert [j.stats.stop_reason for j in list(worker.finished)[-2:]] == ["cancelled", "length"]
+    assert list(worker.finished)[-2] is job
 
 
 def test_client_leaving_while_queued_is_dropped(server):
