@@ -7,37 +7,17 @@ from __future__ import annotations
 import os
 import stat
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from app.core.remote import ServerRegistry, key_storage
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1
-
-    def __init__(self):
-        super().__init__()
-        self.data = {}
-
-    def get_password(self, service, username):
-        return self.data.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.data[(service, username)] = password
-
-    def delete_password(self, service, username):
-        del self.data[(service, username)]
+from app.testing.keyrings import MemoryKeyring, keyring_as
 
 
 @pytest.fixture
 def ring(request):
-    before = keyring.get_keyring()
-    keyring.set_keyring(request.param())
-    yield keyring.get_keyring()
-    keyring.set_keyring(before)
+    with keyring_as(request.param()) as backend:
+        yield backend
 
 
 def mode(path) -> int:

@@ -1,4 +1,5 @@
-"""The chat part in the window: its slot under "Chat" and what it reports to the status bar.
+"""The chat part in the window: its slot under "Chat", what it reports to the status bar, the
+conversation it reopens, and File → Import chat… / Export chat….
 
 The chat part is mounted in ONE place, `_create_chat_screen`: the shell owns the ChatStore, the
 EngineWorker (its QThread starts the llama.cpp runner process in the background) and the Library,
@@ -6,6 +7,11 @@ hands them to `ChatScreen`, and disposes of them on close. The slot shows the ch
 first-run welcome, or `ChatsProblem` when the chats database cannot be opened (which file, what
 to do; "Set it aside and start a new one" for a damaged one, only when pressed) — the other
 screens never depend on it. A mixin of MainWindow (main_window.py), which holds the rest.
+
+The conversation open when the window closed is reopened next time (its id is kept in
+window.ini; one deleted meanwhile leaves the chat screen's own choice, the most recent).
+Import chat… reads a JSON export through app.core.chat_transfer (a damaged file is refused
+with its name and what is wrong, in a message box) and opens the new conversation.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import sqlite3
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QStackedWidget, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QWidget
 
 from app.core.chats import ChatStoreError, store_error
 from app.core.paths import get_paths
@@ -51,6 +57,10 @@ class ChatMountMixin:
         for action in (screen.new_chat_action, screen.search_action):
             action.setShortcut(QKeySequence())
         screen.splitter.setObjectName("chat-splitter")  # its sizes are kept with the window's
+        from app.gui.shell import menus
+
+        shell_has = (screen.new_chat_action, screen.search_action, screen.export_action)
+        menus.add_chat_actions(self, [a for a in screen.actions_for_shell() if a not in shell_has])
         return screen
 
     def _build_chat_slot(self) -> QWidget:
@@ -86,9 +96,10 @@ class ChatMountMixin:
         self._chat_slot.addWidget(screen)
         self._attach_chat(screen)
         self._chat_slot.setCurrentWidget(screen)
+        self._reopen_conversation()
         if self.library_state.items is not None:
             self._library_changed(self.library_state.items)
-        self._restore_splitters(screen)
+        self.window_state.restore_splitters(screen)
 
     def _show_chats_problem(self, text: str, kind: str) -> None:
         from app.gui.welcome import ChatsProblem
@@ -124,6 +135,14 @@ class ChatMountMixin:
         self.chat_screen.refresh_models()
         first_run = not any(i.model.ok for i in items) and self.chat_store.count() == 0
         self._chat_slot.setCurrentWidget(self.welcome if first_run else self.chat_screen)
+        self.keep_focus_visible()  # never on a welcome button that is not shown any more
+
+    def _chat_shown(self, switch: bool = False) -> bool:
+        """Whether the chat screen itself is what the Chat slot shows (not the welcome or its
+        problem); `switch` first brings the Chat screen to the front."""
+        if switch:
+            self.show_screen("chat")
+        return self.chat_screen is not None and self._chat_slot.currentWidget() is self.chat_screen
 
     def showing_welcome(self) -> bool:
         return (self.welcome is not None and self.current_screen() == "chat"
@@ -136,6 +155,64 @@ class ChatMountMixin:
             return
         self._chat_slot.setCurrentWidget(self.chat_screen)
         self.chat_screen.chat_with_model(model_id)
+
+    # ------------------------------------------------------------------ reopen, import, export
+    def open_conversation_id(self) -> int | None:
+        """The saved conversation open now (None: none, or a new chat not saved yet)."""
+        if self.chat_screen is None:
+            return None
+        return self.chat_screen.current_conversation_id() or None
+
+    def _reopen_conversation(self) -> None:
+        cid = self.window_state.conversation()
+        if cid is None or cid == self.chat_screen.current_conversation_id():
+            return
+        try:
+            self.chat_store.conversation(cid)
+        except ChatStoreError:  # deleted since (or another database): keep the screen's choice
+            return
+        self.chat_screen.open_conversation(cid)
+
+    def ask_import_chat(self) -> None:
+        """File → Import chat…: pick a JSON export, then `import_chat`."""
+        path, _ = QFileDialog.getOpenFileName(self, "Import chat", str(get_paths().data.parent),
+                                              "Chat exports (*.json);;All files (*)")
+        if path:
+            self.import_chat(path)
+
+    def import_chat(self, path: str) -> int | None:
+        """Import the conversation exported to `path` and open it; its id, or None when the
+        file was refused (said in a message box naming the file and what is wrong)."""
+        from app.core.chat_transfer import ChatImportError, import_json
+
+        if not self._chat_shown(switch=True) and self.chat_store is None:
+            self._tell("Import chat", "Your conversations cannot be opened, so nothing can be "
+                       "imported now; see the Chat screen.")
+            return None
+        try:
+            conv = import_json(self.chat_store, path)
+        except (ChatImportError, ChatStoreError, OSError) as exc:
+            self._tell("Import chat", f"Not imported: {exc}")
+            return None
+        self._chat_slot.setCurrentWidget(self.chat_screen)
+        self.chat_screen.open_conversation(conv.id)
+        self.statusBar().showMessage(f"Imported “{conv.title}”", 6000)
+        return conv.id
+
+    def export_chat(self) -> None:
+        """File → Export chat…: the chat screen asks where and saves the open conversation."""
+        if self._chat_shown(switch=True):
+            if not self.chat_screen.current_conversation_id():
+                self.statusBar().showMessage("Nothing to export yet: this chat is empty", 6000)
+                return
+            self.chat_screen.export_current()
+
+    def _tell(self, title: str, text: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setObjectName("chat-file-message")
+        self.chat_file_message = box  # kept for tests and so it is not collected while open
+        box.open()
 
     # ------------------------------------------------------------------ chat part → status bar
     def _attach_chat(self, screen: QWidget) -> None:

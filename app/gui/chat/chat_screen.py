@@ -26,6 +26,7 @@ from app.gui.chat.message_view import MessageView
 from app.gui.chat.parameter_panel import ParameterPanel
 from app.gui.chat.prompt_inspector import PromptInspector
 from app.gui.chat.toolbar import Banner, ChatToolbar
+from app.gui.overlay import EdgeOverlay
 from app.gui.workers import EngineWorker
 
 
@@ -62,13 +63,13 @@ class ChatScreen(QWidget):
         col.setSpacing(0)
         col.addWidget(self.toolbar)
         col.addWidget(self.stack, 1)
-        banners = QVBoxLayout()
-        banners.setContentsMargins(16, 4, 16, 0)
-        banners.setSpacing(4)
-        banners.addWidget(self.error_banner)
-        banners.addWidget(self.context_banner)
-        col.addLayout(banners)
         col.addWidget(self.composer)
+        # The banners float over the foot of the conversation, just above the composer: one
+        # appearing or hiding moves nothing (in the layout they resized it by 28-49 px).
+        self.banners = EdgeOverlay(center, self.stack, "bottom", margins=(16, 4, 16, 4),
+                                   spacing=4)
+        self.banners.add(self.error_banner)
+        self.banners.add(self.context_banner)
 
         self.side = QTabWidget()
         self.side.setDocumentMode(True)
@@ -150,6 +151,24 @@ class ChatScreen(QWidget):
 
     def focus_search(self) -> None:
         self.conversations.focus_search()
+
+    def find_in_conversation(self) -> None:
+        """Ctrl+F (the window's Chat → Find in conversation). For now the conversation list's
+        search, which matches the text of every message and lists the chats holding it; the
+        chat view that scales (issue 17 §1) gives this its own find bar."""
+        self.conversations.focus_search()
+
+    def choose_model(self) -> None:
+        """Ctrl+K: the model picker, open, with the keyboard in it."""
+        self.toolbar.model.setFocus()
+        self.toolbar.model.showPopup()
+
+    def focus_composer(self) -> None:
+        """The keyboard to the message field (or the completion text in completion mode)."""
+        if self.composer.isVisible():
+            self.composer.focus()
+        else:
+            self.completion.setFocus()
 
     def refresh_models(self) -> None:
         """Call when the library changed (import, download finished, delete)."""

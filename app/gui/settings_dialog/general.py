@@ -1,46 +1,33 @@
-"""Settings (Ctrl+,): models folder, backend and GPU layers, threads, context, theme, HF token,
-offline mode. Saved with `app.core.settings.save_settings` (atomic) when OK is pressed; the
-theme previews at once and is put back on Cancel."""
+"""Settings → General: models folder, backend and GPU layers, threads, context, theme, the
+Hugging Face token (and where it is kept), offline mode. Saved by the dialog's Save."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
-                               QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QLineEdit, QPushButton, QSpinBox, QWidget)
 
 from app.core import hardware
 from app.core.paths import get_paths
-from app.core.settings import Settings, SettingsError, save_settings
+from app.core.settings import Settings, settings_path
 from app.gui import theme
-from app.gui.widgets import Banner, label
+from app.gui.widgets import label
 
 BACKENDS = (("auto", "Auto — the GPU when this build of llama.cpp has one"),
             ("cpu", "CPU only"), ("gpu", "GPU — offload layers"))
 THEMES = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
 
 
-class SettingsDialog(QDialog):
-    saved = Signal(object)   # Settings
-
-    def __init__(self, settings: Settings, parent: QWidget | None = None, *,
-                 gpu: hardware.GpuSupport | None = None) -> None:
+class GeneralPage(QWidget):
+    def __init__(self, settings: Settings, gpu: hardware.GpuSupport | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("SettingsDialog")
-        self.setWindowTitle("Settings")
-        self.setMinimumWidth(560)
+        self.setObjectName("settings-general")
         self.original = settings
-        self._theme_before = settings.theme
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(22, 18, 22, 16)
-        outer.setSpacing(12)
-        outer.addWidget(label("Settings", role="title"))
-        self.banner = Banner()
-        outer.addWidget(self.banner)
-        form = QFormLayout()
+        form = QFormLayout(self)
+        form.setContentsMargins(4, 12, 4, 4)
         form.setHorizontalSpacing(16)
         form.setVerticalSpacing(10)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -62,10 +49,9 @@ class SettingsDialog(QDialog):
         self.backend.setCurrentIndex([k for k, _ in BACKENDS].index(settings.backend))
         form.addRow("Backend", self.backend)
         gpu = gpu or hardware.CPU_ONLY
-        gpu_note = label(f"GPU: {gpu.detail}" if gpu.offload else
-                         "This build of llama.cpp runs on the CPU only (see README: GPU acceleration).",
-                         role="muted", wrap=True)
-        form.addRow("", gpu_note)
+        form.addRow("", label(f"GPU: {gpu.detail}" if gpu.offload else
+                              "This build of llama.cpp runs on the CPU only (see README: GPU "
+                              "acceleration).", role="muted", wrap=True))
 
         self.gpu_layers = QSpinBox()
         self.gpu_layers.setObjectName("gpu-layers")
@@ -94,7 +80,7 @@ class SettingsDialog(QDialog):
         for key, text in THEMES:
             self.theme.addItem(text, key)
         self.theme.setCurrentIndex([k for k, _ in THEMES].index(settings.theme))
-        self.theme.currentIndexChanged.connect(self._preview_theme)
+        self.theme.currentIndexChanged.connect(lambda _i: theme.ensure(self.theme.currentData()))
         form.addRow("Theme", self.theme)
 
         token_row = QHBoxLayout()
@@ -105,28 +91,23 @@ class SettingsDialog(QDialog):
         show = QPushButton("Show")
         show.setCheckable(True)
         show.toggled.connect(lambda on: (self.token.setEchoMode(
-            QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password), show.setText("Hide" if on else "Show")))
+            QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password),
+            show.setText("Hide" if on else "Show")))
         token_row.addWidget(self.token, 1)
         token_row.addWidget(show)
         form.addRow("Hugging Face token", token_row)
+        self.token_note = label(f"Kept in {settings_path()}, readable by you alone.",
+                                role="muted", wrap=True, selectable=True)
+        self.token_note.setObjectName("token-storage")
+        form.addRow("", self.token_note)
 
         self.offline = QCheckBox("Offline mode: never use the network")
         self.offline.setObjectName("offline")
         self.offline.setChecked(settings.offline)
         form.addRow("Network", self.offline)
-        form.addRow("", label("While it is on, Corral makes no network request: hub search and "
-                              "downloads stay off until you turn it off.", role="muted", wrap=True))
-        outer.addLayout(form)
-        outer.addStretch(1)
-
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
-                                   | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Save).setProperty("primary", True)
-        for b in buttons.buttons():
-            b.setIcon(QIcon())
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        outer.addWidget(buttons)
+        form.addRow("", label("While it is on, Corral makes no network request: hub search, "
+                              "downloads and remote servers stay off until you turn it off.",
+                              role="muted", wrap=True))
         self.backend.currentIndexChanged.connect(self._backend_changed)
         self._backend_changed()
 
@@ -139,11 +120,8 @@ class SettingsDialog(QDialog):
     def _backend_changed(self, *_: object) -> None:
         self.gpu_layers.setEnabled(self.backend.currentData() != "cpu")
 
-    def _preview_theme(self, *_: object) -> None:
-        theme.ensure(self.theme.currentData())
-
-    def values(self) -> Settings:
-        return replace(self.original,
+    def values(self, base: Settings) -> Settings:
+        return replace(base,
                        models_dir=self.models_dir.text().strip() or None,
                        backend=self.backend.currentData(),
                        gpu_layers=self.gpu_layers.value(),
@@ -152,19 +130,3 @@ class SettingsDialog(QDialog):
                        theme=self.theme.currentData(),
                        hf_token=self.token.text().strip() or None,
                        offline=self.offline.isChecked())
-
-    def accept(self) -> None:
-        settings = self.values()
-        try:
-            save_settings(settings)
-        except (SettingsError, OSError) as exc:
-            self.banner.show_message(f"Not saved: {exc}", "error")
-            return
-        self.original = settings
-        self._theme_before = settings.theme
-        self.saved.emit(settings)
-        super().accept()
-
-    def reject(self) -> None:
-        theme.ensure(self._theme_before)
-        super().reject()
