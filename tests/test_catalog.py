@@ -127,3 +127,12 @@ def test_broken_catalogs_are_refused_with_the_reason(tmp_path):
     assert "alternative 'no-such-model' is not in the catalog" in str(err.value)
     with pytest.raises(CatalogError, match="is missing"):
         load_catalog(tmp_path / "absent.json")
+
+
+def test_a_local_file_gets_the_family_its_name_says():
+    catalog = load_catalog()
+    assert catalog.family_for("vicuna-7b-v1.5.Q4_K_M.gguf") == "vicuna"        # a catalog file
+    assert catalog.family_for("openhermes-2.5-mistral-7b.Q4_K_M.gguf") == "mistral"
+    assert catalog.family_for("TinyLlama-1.1B-Chat.Q8_0.gguf") == "tinyllama"  # not "llama"
+    assert catalog.family_for("llama-2-13b-chat.Q5_K_M.gguf") == "llama-2"
+    assert catalog.family_for("zephyr-7b-beta.Q4_K_M.gguf") is None

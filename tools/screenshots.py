@@ -1,13 +1,14 @@
 """Screenshots of the real app for the README: `make screenshots` → docs/screenshots/*.png.
 
-    python tools/screenshots.py [--out docs/screenshots] [--size 1280x800]
+    python tools/screenshots.py [--out docs/screenshots] [--size 1280x800] [--only library ...]
 
 Starts the real window (`app.gui.app.create_window`, as `corral` does) under a temporary
 CORRAL_HOME seeded with generated models named like real ones (TinyLlama-shaped, Vicuna,
 Llama 2 Chat), the chat part's demo conversations (app/gui/chat/demo.py), a model in a fake
 GPT4All folder (for "Other apps"), and a local Hugging Face hub (app/testing/hub_server.py)
 serving files slowly, so the Downloads screen has one download running, one paused, one done
-and one refused. On the X server in DISPLAY (e.g. Xvfb :99) if set, else offscreen.
+and one refused. Last, the Library grows to 200 models (app/testing/many_models.py) and is
+searched ("library-search.png"). On the X server in DISPLAY (e.g. Xvfb :99) if set, else offscreen.
 Nothing here touches your own Corral folders or the network.
 """
 
@@ -32,6 +33,10 @@ DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
      None, "gated"),
     ("TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF", "tinyllama-1.1b-chat-v1.0.Q2_K.gguf", None, None, "done"),
 )
+
+
+GROUPS = ("chat", "library", "downloads", "settings", "library-search")
+SEARCHED = "mistral"   # the query of library-search.png
 
 
 def wait(predicate, timeout: float = 30.0, what: str = "") -> None:
@@ -115,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--only", action="append", choices=GROUPS,
+                        help="take only these screenshots (repeatable; default: all)")
     args = parser.parse_args(argv)
+    want = set(args.only or GROUPS)
     width, height = (int(v) for v in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -141,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         demo.seed_demo(store, tinyllama.stem, str(tinyllama))
         store.close()
 
-        from app.gui import theme
         from app.gui.app import create_window
 
         app, window = create_window()
@@ -149,74 +156,117 @@ def main(argv: list[str] | None = None) -> int:
             window.resize(width, height)
             window.show()
             wait(lambda: window.is_ready and window.library_state.items is not None, what="start-up")
-            chat = window.chat_screen
-
-            # Chat mode, with the demo conversation's model loaded by the real engine.
-            demo.show_demo(chat, "chat")
-            chat.controller.choose_model(tinyllama.stem)
-            wait(lambda: window.status.model.text() == f"Model: {tinyllama.stem}", 120, "the model to load")
-            chat.splitter.setSizes([220, width - 92 - 220 - 320, 320])
-            settle(0.8)
-            save(window, args.out, "chat.png")
-            theme.ensure("dark")
-            settle(0.8)
-            save(window, args.out, "chat-dark.png")
-            theme.ensure("light")
-
-            demo.show_demo(chat, "completion", tab="Prompt")
-            settle(0.8)
-            save(window, args.out, "chat-completion.png")
-
+            if "chat" in want:
+                shoot_chat(window, args.out, tinyllama, width)
             library = window.show_screen("library")
             window.resize(width, height)  # the chat screen may have widened the window
-            wait(lambda: len(library.installed_grid.cards) == len(files), what="the library")
-            wait(lambda: len(library.catalog_grid.cards) > 0, what="the catalog")
-            settle()
-            save(window, args.out, "library.png")
-            library.show_tab("catalog")
-            settle()
-            save(window, args.out, "library-catalog.png")
-            library.show_tab("other")
-            wait(lambda: library.other_list.count() > 0, what="other apps' models")
-            settle()
-            save(window, args.out, "library-other-apps.png")
-
-            controller = window.downloads
-            jobs = {}
-            for repo, name, size, throttle, kind in reversed(DOWNLOADS):
-                jobs[kind] = controller.enqueue(repo, name)
-                if kind == "done":
-                    wait(lambda: controller.manager.get(jobs["done"].id).state == "done", 30, "a download")
-                if kind == "gated":
-                    wait(lambda: controller.manager.get(jobs["gated"].id).state == "failed", 30, "refusal")
-                if kind == "pause":
-                    job_id = jobs["pause"].id
-                    wait(lambda: controller.manager.get(job_id).bytes_done > 0.38 * 420 * MiB, 60, "progress")
-                    controller.pause(job_id)
-                    wait(lambda: controller.manager.get(job_id).state == "paused", 30, "pause")
-            downloads = window.show_screen("downloads")
-            window.resize(width, height)
-            running = jobs["run"].id
-            wait(lambda: running in downloads.rows and downloads.rows[running].eta is not None
-                 and downloads.rows[running].job.bytes_done > 0.12 * 460 * MiB, 90, "a running download")
-            settle(0.3)
-            save(window, args.out, "downloads.png")
-            controller.pause(running)
-
-            window.show_screen("chat")
-            window.open_settings()
-            dialog = window.settings_dialog
-            dialog.token.setText("hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxx")
-            wait(dialog.isVisible, what="the settings dialog")
-            dialog.backend.setFocus()
-            settle()
-            save(dialog, args.out, "settings.png")
-            dialog.reject()
+            wait(lambda: len(library.installed_ids()) == len(files), what="the library")
+            wait(lambda: len(library.catalog.items()) > 0, what="the catalog")
+            if "library" in want:
+                shoot_library(window, library, args.out)
+            if "downloads" in want:
+                shoot_downloads(window, args.out, width, height)
+            if "settings" in want:
+                shoot_settings(window, args.out)
+            if "library-search" in want:
+                shoot_library_search(window, home, args.out, width, height)
         finally:
             window.close()
             hub.stop()
             app.processEvents()
     return 0
+
+
+def shoot_chat(window, out: Path, tinyllama: Path, width: int) -> None:
+    from app.gui import theme
+    from app.gui.chat import demo
+
+    chat = window.chat_screen
+    # Chat mode, with the demo conversation's model loaded by the real engine.
+    demo.show_demo(chat, "chat")
+    chat.controller.choose_model(tinyllama.stem)
+    wait(lambda: window.status.model.text() == f"Model: {tinyllama.stem}", 120, "the model to load")
+    chat.splitter.setSizes([220, width - 92 - 220 - 320, 320])
+    settle(0.8)
+    save(window, out, "chat.png")
+    theme.ensure("dark")
+    settle(0.8)
+    save(window, out, "chat-dark.png")
+    theme.ensure("light")
+
+    demo.show_demo(chat, "completion", tab="Prompt")
+    settle(0.8)
+    save(window, out, "chat-completion.png")
+
+
+def shoot_library(window, library, out: Path) -> None:
+    library.installed.select("tinyllama-1.1b-chat-v1.0.Q4_K_M")
+    settle()
+    save(window, out, "library.png")
+    library.show_tab("catalog")
+    library.catalog.select("vicuna-7b-v1.5")
+    settle()
+    save(window, out, "library-catalog.png")
+    library.show_tab("other")
+    wait(lambda: library.other_list.count() > 0, what="other apps' models")
+    settle()
+    save(window, out, "library-other-apps.png")
+
+
+def shoot_library_search(window, home: Path, out: Path, width: int, height: int) -> None:
+    """200 models (the three seeded ones among them), searched as a person types."""
+    from PySide6.QtTest import QTest
+
+    from app.testing.many_models import seed_library
+
+    seed_library(home / "models", 200)
+    library = window.show_screen("library")
+    window.resize(width, height)
+    library.show_tab("installed")
+    window.library_state.refresh()
+    wait(lambda: len(library.installed_ids()) == 200, 60, "200 models listed")
+    library.search.setFocus()
+    library.search.clear()
+    QTest.keyClicks(library.search, SEARCHED)
+    wait(lambda: 0 < len(library.installed_ids()) < 200, what="the search")
+    settle()
+    save(window, out, "library-search.png")
+
+
+def shoot_downloads(window, out: Path, width: int, height: int) -> None:
+    controller = window.downloads
+    jobs = {}
+    for repo, name, size, throttle, kind in reversed(DOWNLOADS):
+        jobs[kind] = controller.enqueue(repo, name)
+        if kind == "done":
+            wait(lambda: controller.manager.get(jobs["done"].id).state == "done", 30, "a download")
+        if kind == "gated":
+            wait(lambda: controller.manager.get(jobs["gated"].id).state == "failed", 30, "refusal")
+        if kind == "pause":
+            job_id = jobs["pause"].id
+            wait(lambda: controller.manager.get(job_id).bytes_done > 0.38 * 420 * MiB, 60, "progress")
+            controller.pause(job_id)
+            wait(lambda: controller.manager.get(job_id).state == "paused", 30, "pause")
+    downloads = window.show_screen("downloads")
+    window.resize(width, height)
+    running = jobs["run"].id
+    wait(lambda: running in downloads.rows and downloads.rows[running].eta is not None
+         and downloads.rows[running].job.bytes_done > 0.12 * 460 * MiB, 90, "a running download")
+    settle(0.3)
+    save(window, out, "downloads.png")
+    controller.pause(running)
+
+
+def shoot_settings(window, out: Path) -> None:
+    window.show_screen("chat")
+    window.open_settings()
+    dialog = window.settings_dialog
+    dialog.token.setText("hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+    wait(dialog.isVisible, what="the settings dialog")
+    dialog.backend.setFocus()
+    settle()
+    save(dialog, out, "settings.png")
+    dialog.reject()
 
 
 if __name__ == "__main__":

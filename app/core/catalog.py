@@ -161,6 +161,17 @@ class Catalog:
                 return e
         return None
 
+    def family_for(self, filename: str) -> str | None:
+        """A local file's family: its entry's for a catalog file, else the longest family the
+        file name contains ("openhermes-2.5-mistral-7b.Q4_K_M.gguf" → mistral, "tinyllama-…" →
+        tinyllama, not llama); None when it names none (the GGUF header's architecture is all
+        there is then)."""
+        entry = self.entry_for_filename(filename)
+        if entry is not None:
+            return entry.family
+        name = filename.lower()
+        return next((f for f in sorted(self.families(), key=len, reverse=True) if f in name), None)
+
 
 def _entry(raw: dict[str, Any], where: str) -> CatalogEntry:
     try:

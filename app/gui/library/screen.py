@@ -146,10 +146,9 @@ class LibraryScreen(QWidget):
     # ------------------------------------------------------------------ installed and catalog
     def _show_installed(self, items: list[InstalledItem]) -> None:
         self.installed.set_items(items)
-        self.installed.set_query(self.search.text())
+        self._apply_filter()
         if self._pending_select and self.installed.select(self._pending_select):
             self._pending_select = None
-        self.tabs.setTabText(TABS.index("installed"), f"Installed ({len(items)})")
         self._load_catalog()
 
     def installed_ids(self) -> list[str]:
@@ -198,6 +197,9 @@ class LibraryScreen(QWidget):
         text = self.search.text()
         self.installed.set_query(text)
         self.catalog.set_query(text)
+        shown, total = self.installed.table.proxy.rowCount(), self.installed.count
+        self.tabs.setTabText(TABS.index("installed"),
+                             f"Installed ({shown} of {total})" if shown != total else f"Installed ({total})")
         self.tabs.setTabText(TABS.index("catalog"), f"Catalog ({len(self.catalog.items())})")
 
     def _search_hub(self) -> None:

@@ -27,7 +27,7 @@ class InstalledItem:
     template: str | None
     template_source: str          # setting | catalog | auto
     plan: MemoryPlan | None
-    family: str = ""              # the catalog's family for a catalog file, else the architecture
+    family: str = ""              # Catalog.family_for the file name, else the architecture
     date: float | None = None     # the file's modification time (when it was downloaded or made)
     search: str = ""              # what the search field matches, lower case
 
@@ -53,9 +53,9 @@ def machine(settings: Settings, gpu: hardware.GpuSupport | None) -> dict[str, An
 
 
 def _family(model: LocalModel, catalog: Any) -> str:
-    entry = catalog.entry_for_filename(model.path.name) if catalog is not None else None
-    if entry is not None:
-        return entry.family
+    family = catalog.family_for(model.path.name) if catalog is not None else None
+    if family:
+        return family
     return (model.header.architecture or "") if model.header is not None else ""
 
 

@@ -60,8 +60,13 @@ class RowsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.columns)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.columns[section].title
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            side = Qt.AlignmentFlag.AlignRight if self.columns[section].right else Qt.AlignmentFlag.AlignLeft
+            return int(side | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
@@ -150,7 +155,7 @@ class RowsTable(QTableView):
         self.setShowGrid(False)
         self.setAlternatingRowColors(True)
         self.setCornerButtonEnabled(False)
-        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         rows = self.verticalHeader()
         rows.hide()
@@ -192,8 +197,10 @@ class RowsTable(QTableView):
     def set_query(self, text: str) -> None:
         """Show the rows matching `text`; the selection follows to the first of them when the
         selected row is filtered out."""
+        before = self.current()
         self.proxy.set_query(text)
-        if self.current() is None or not self.selectionModel().hasSelection():
+        # A filtered-out current row moves Qt's current index to a neighbour: the first instead.
+        if before is None or self.current() is not before or not self.selectionModel().hasSelection():
             self._first()
 
     def _first(self) -> None:
