@@ -1,9 +1,9 @@
-"""Small widgets the screens share: labels with a style role, badges, a banner, a card grid."""
+"""Small widgets the screens share: labels with a style role, badges, a banner."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy,
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QSizePolicy,
                                QToolButton, QWidget)
 
 
@@ -71,62 +71,3 @@ class Banner(QFrame):
             self._timer.start(timeout_ms)
         else:
             self._timer.stop()
-
-
-class CardGrid(QWidget):
-    """Cards in as many columns as fit (`min_width` each), re-flowed when the width changes."""
-
-    def __init__(self, min_width: int = 380, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("ScrollBody")
-        self.min_width = min_width
-        self.grid = QGridLayout(self)
-        self.grid.setContentsMargins(0, 0, 8, 0)
-        self.grid.setSpacing(12)
-        self.cards: list[QWidget] = []
-        self._columns = 0
-        self._watching = False
-
-    def set_cards(self, cards: list[QWidget]) -> None:
-        for card in self.cards:
-            self.grid.removeWidget(card)
-            card.setParent(None)
-            card.deleteLater()
-        self.cards = list(cards)
-        self._columns = 0
-        self._reflow()
-
-    def _reflow(self) -> None:
-        # The scroll area's viewport sets the width (this widget grows to its cards' minimum).
-        width = self.parentWidget().width() if self.parentWidget() is not None else self.width()
-        columns = max(1, min(3, (width + self.grid.spacing()) // (self.min_width + self.grid.spacing())))
-        if columns == self._columns:
-            return
-        self._columns = columns
-        for card in self.cards:
-            self.grid.removeWidget(card)
-        for i, card in enumerate(self.cards):
-            self.grid.addWidget(card, i // columns, i % columns)
-        for c in range(3):
-            self.grid.setColumnStretch(c, 1 if c < columns else 0)
-        rows = -(-len(self.cards) // columns)
-        for r in range(self.grid.rowCount()):
-            self.grid.setRowStretch(r, 0)
-        self.grid.setRowStretch(rows, 1)
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._reflow()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        viewport = self.parentWidget()
-        if viewport is not None and not self._watching:
-            viewport.installEventFilter(self)
-            self._watching = True
-        self._reflow()
-
-    def eventFilter(self, obj, event) -> bool:
-        if event.type() == QEvent.Type.Resize:
-            self._reflow()
-        return False

@@ -32,7 +32,7 @@ class ImportRow(QFrame):
         lay.setSpacing(4)
         top = QHBoxLayout()
         verb = "Copying" if mode == COPY else "Moving" if mode == "move" else "Adding"
-        top.addWidget(label(f"{verb} {path.name} into your library", role="cardtitle"), 1)
+        top.addWidget(label(f"{verb} {path.name} into your library", role="cardtitle", wrap=True), 1)
         self.figures = label("", role="muted")
         top.addWidget(self.figures)
         self.cancel = QPushButton("Cancel")
