@@ -328,6 +328,8 @@ def test_the_open_chat_is_reopened_and_a_deleted_one_falls_back(chat_window, ope
     third = open_window()
     qtbot.waitUntil(lambda: third.is_ready and third.chat_screen is not None, timeout=10_000)
     assert third.chat_screen.current_conversation_id() == newer.id
+    # Started on the chat: the keyboard is in the message field, ready to type.
+    qtbot.waitUntil(lambda: third.focusWidget() is third.chat_screen.composer.edit, timeout=3000)
     banner = third.chat_screen.error_banner
     assert not banner.isVisibleTo(third.chat_screen), banner.label.text()
     assert third.notices() == []

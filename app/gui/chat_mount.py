@@ -135,7 +135,9 @@ class ChatMountMixin:
         self.chat_screen.refresh_models()
         first_run = not any(i.model.ok for i in items) and self.chat_store.count() == 0
         self._chat_slot.setCurrentWidget(self.welcome if first_run else self.chat_screen)
-        self.keep_focus_visible()  # never on a welcome button that is not shown any more
+        # Never on a welcome button that is not shown any more; once the screen swapped in is
+        # shown (a widget added to a shown page is shown by a queued call).
+        QTimer.singleShot(0, self.keep_focus_visible)
 
     def _chat_shown(self, switch: bool = False) -> bool:
         """Whether the chat screen itself is what the Chat slot shows (not the welcome or its

@@ -148,6 +148,9 @@ class MainWindow(ChatMountMixin, QMainWindow):
         finally:  # whatever happened there, start-up ends and the rest of the window works
             self.is_ready = True
             self.downloads.start_later()
+            # The keyboard to the screen's first place (the composer), once it is shown: not
+            # where Qt put it on activation, the first button of the sidebar.
+            QTimer.singleShot(0, lambda: self.keep_focus_visible(start=True))
             self.ready.emit()
 
     def _show_first(self, name: str) -> None:
@@ -233,12 +236,13 @@ class MainWindow(ChatMountMixin, QMainWindow):
         self.window_state.restore_splitters(screen)
         return screen
 
-    def keep_focus_visible(self) -> None:
+    def keep_focus_visible(self, start: bool = False) -> None:
         """Focus always on something shown: when the focused widget was hidden (its page left,
         the welcome replaced by the chat), it goes to the chat's composer or else the first
-        control of the screen shown (or that screen's sidebar button)."""
+        control of the screen shown (or that screen's sidebar button). `start`: whatever has
+        the focus (the window was just opened)."""
         focus = self.focusWidget()
-        if focus is not None and focus.isVisible():
+        if focus is not None and focus.isVisible() and not start:
             return
         name = self.current_screen()
         if name == "chat" and self._chat_shown():

@@ -209,7 +209,7 @@ class ServersPage(QWidget):
             self._register(url, key, name, None)
             return
         self._ask(RemoteServer(name, url), key,
-                  lambda models: self._register(url, key, name, models))
+                  lambda models: self._register(url, key, name, models), adding=True)
 
     def remove_selected(self) -> None:
         server = self.selected()
@@ -232,7 +232,7 @@ class ServersPage(QWidget):
 
     # ------------------------------------------------------------------ off the GUI thread
     def _ask(self, server: RemoteServer, key: str | None,
-             then: Callable[[list[str]], None]) -> None:
+             then: Callable[[list[str]], None], adding: bool = False) -> None:
         self._asking += 1
         number, offline = self._asking, self.offline()
         self._set_busy(True)
@@ -247,7 +247,7 @@ class ServersPage(QWidget):
         def failed(exc: BaseException) -> None:
             if number == self._asking:
                 self._set_busy(False)
-                self._failed(server, exc)
+                self._failed(server, exc, adding)
 
         background.run(lambda: _models(server, key, offline), done=done, failed=failed)
 
@@ -274,17 +274,18 @@ class ServersPage(QWidget):
         self.models.addItems([f"{server.name}/{terminal_safe(m)}" for m in models])
         self.models.setVisible(bool(models))
 
-    def _failed(self, server: RemoteServer, exc: BaseException) -> None:
+    def _failed(self, server: RemoteServer, exc: BaseException, adding: bool) -> None:
         from app.core.remote_client import OfflineError
 
         if isinstance(exc, OfflineError):
             self._say(f"Offline mode is on, so Corral did not contact {server.name}. Turn it off "
                       f"on the General page (and Save) to test it, or untick \"Ask it for its "
                       f"models\" to add it without contacting it.", error=True)
-        elif isinstance(exc, RemoteError):
-            self._say(f"Connection test failed: {exc}", error=True)
-        else:  # not foreseen by the client: still one line, never a traceback
-            self._say(f"Connection test failed: {type(exc).__name__}: {exc}", error=True)
+            return
+        why = str(exc) if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
+        then = (" Nothing was added; check the address and key, or untick \"Ask it for its "
+                "models\" to add it anyway." if adding else "")
+        self._say(f"Connection test failed: {why}.{then}", error=True)
 
     def _set_busy(self, busy: bool) -> None:
         self.add_button.setEnabled(not busy)
