@@ -222,3 +222,18 @@ def test_a_size_reads_the_same_in_the_window_and_the_cli(window, qtbot, small_mo
     assert shown.endswith(" MB") and shown == " ".join(listed[1:3])
     assert inspect.split(":", 1)[1].strip().startswith(f"{shown} (")
     assert f"  ·  {shown}  ·  " in facts
+
+
+def test_the_keyboard_chats_with_the_selected_row_and_delete_asks(window, qtbot, tiny_model, home):
+    library = window.show_screen("library")
+    library.import_paths([tiny_model])
+    qtbot.waitUntil(lambda: library.installed_ids() == [tiny_model.stem], timeout=10_000)
+    table = library.installed.table
+    table.setFocus()
+    asked = []
+    library.confirm = lambda title, text: asked.append(text) or False
+    QTest.keyClick(table, Qt.Key.Key_Delete)
+    assert asked and tiny_model.stem in asked[0] and (home / "models" / tiny_model.name).exists()
+    with qtbot.waitSignal(library.chatRequested) as signal:
+        QTest.keyClick(table, Qt.Key.Key_Return)
+    assert signal.args == [tiny_model.stem, str(home / "models" / tiny_model.name)]
