@@ -88,6 +88,7 @@ def _resolve(args) -> tuple[str, str, int | None, str | None]:
 def cmd_pull(args) -> int:
     from app.core.downloads import (DONE, FAILED, PAUSED, AlreadyDownloaded, DownloadError, DownloadManager,
                                     verified_text)
+    from app.core.library import register_download
     from app.core.memory_plan import format_bytes
     from app.core.paths import get_paths
 
@@ -98,7 +99,7 @@ def cmd_pull(args) -> int:
     paths = get_paths()
     bar = ProgressBar(filename)
     manager = DownloadManager(models_dir, paths.downloads / "queue.json", hub, on_event=bar.update,
-                              on_complete=_register)
+                              on_complete=lambda path, _job: register_download(models_dir, path))
     for note in manager.notices:
         print(f"corral: {note}", file=sys.stderr)  # one line, as every other notice
     told = len(manager.notices)
@@ -168,12 +169,6 @@ def cmd_pull(args) -> int:
           + "".join(f"; {t}" for t in dict.fromkeys(extra)), file=sys.stderr)
     print(job.path)
     return 0
-
-
-def _register(path, job) -> None:
-    """Add the finished file to the library (so `corral models list` shows its header)."""
-    from app.core.library import Library
-    Library(models_dir=path.parent).register(path)
 
 
 class ProgressBar:

@@ -118,6 +118,13 @@ def _watch(src: Path, size: int, progress: Callable[[int, int], None] | None,
     return step
 
 
+def register_download(models_dir: str | os.PathLike, path: str | os.PathLike) -> "LocalModel":
+    """A finished download, added to the library of `models_dir` that it was downloaded into
+    (its header read now, so listings show it at once). The one call both faces make when a
+    download completes (the window's download controller, `corral models pull`)."""
+    return Library(models_dir=models_dir).register(path)
+
+
 class Library:
     def __init__(self, models_dir: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None,

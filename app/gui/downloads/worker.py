@@ -171,9 +171,9 @@ class DownloadController(QObject):
 
     def _on_complete(self, path: Path, job) -> None:
         """On the worker thread: add the file to the library, then tell the UI."""
-        from app.core.library import Library
+        from app.core.library import register_download
 
-        Library(models_dir=self.models_dir).register(path)
+        register_download(self.models_dir, path)
         self._completedFromWorker.emit(str(path))
 
     def _on_event(self, event) -> None:
