@@ -57,6 +57,7 @@ def test_kv_cache_is_reused_across_turns(engine):
 
 
 def test_stop_from_another_thread_takes_effect_before_the_next_token(engine):
+    before = collect(engine.generate("hello world", GREEDY))
     gen = engine.generate("hello", SamplingParams(max_tokens=1500, temperature=0.8, seed=1))
     pieces: list[str] = []
     enough = threading.Event()
@@ -78,8 +79,8 @@ def test_stop_from_another_thread_takes_effect_before_the_next_token(engine):
     assert len(pieces) <= seen_at_stop + 1  # at most the piece already being handed over
     assert gen.stats.stop_reason == "cancelled"
     assert gen.stats.generated_tokens < 1500
-    # The engine is usable at once, and gives the same answer as before.
-    assert collect(engine.generate("hello world", GREEDY)) == collect(engine.generate("hello world", GREEDY))
+    # The engine is usable at once, and gives the same answer as before the stop.
+    assert before and collect(engine.generate("hello world", GREEDY)) == before
 
 
 def test_leaving_the_loop_early_stops_the_generation(engine):
@@ -87,8 +88,9 @@ def test_leaving_the_loop_early_stops_the_generation(engine):
     for i, _ in enumerate(gen):
         if i == 5:
             break
-    gen_iter_closed = gen.stats
-    assert gen_iter_closed is None or gen_iter_closed.stop_reason == "cancelled"
+    # Leaving the loop closes the iterator at once (CPython frees it): it stopped the runner
+    # and read to the end marker, so the stats are there.
+    assert gen.stats.stop_reason == "cancelled" and 6 <= gen.stats.generated_tokens < 1500
     assert collect(engine.generate("hello", SamplingParams(max_tokens=4, temperature=0.0)))
 
 

@@ -446,72 +446,58 @@ def test_llama3_size_header_is_fast(tmp_path: Path) -> None:
     assert elapsed < 1.0, f"inspect took {elapsed:.3f} s"
 
 
-# -- the command line --------------------------------------------------------------------------
-def _parser():
-    import argparse
-
-    from app.cli import inspect_cmd
-
-    parser = argparse.ArgumentParser(prog="corral")
-    inspect_cmd.register(parser.add_subparsers(dest="command"))
-    return parser
-
-
-def test_inspect_command_in_process(writer_model: Path, tmp_path: Path, capsys) -> None:
-    from app.cli._common import user_error_types
-
-    args = _parser().parse_args(["inspect", str(writer_model)])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
-    assert "architecture:" in out and "llama" in out and "Q4_0" in out
-    assert "'<s>'" in out and "chat template:" in out and "yes ({% for m in messages %})" in out
-    args = _parser().parse_args(["inspect", "--json", str(writer_model)])
-    assert args.func(args) == 0
-    assert json.loads(capsys.readouterr().out)["quantization"] == "Q4_0"
-
-    bad = tmp_path / "bad.gguf"
-    bad.write_bytes(MALFORMED["png"][0])
-    args = _parser().parse_args(["inspect", str(bad)])
-    with pytest.raises(user_error_types()) as caught:
-        args.func(args)
-    assert isinstance(caught.value, GGUFError) and str(bad) in str(caught.value)
-
-
-@pytest.mark.timeout(60)
-def test_main_prints_one_line_without_chat_cmd(tmp_path: Path) -> None:
-    """app.cli.main end to end, with only this command registered (chat_cmd may not exist yet)."""
-    bad = tmp_path / "random.gguf"
-    bad.write_bytes(MALFORMED["random-bytes"][0])
-    code = ("import sys, app.cli as c; c.COMMAND_MODULES = ('app.cli.inspect_cmd',); "
-            "raise SystemExit(c.main(sys.argv[1:]))")
-    failed = subprocess.run([sys.executable, "-c", code, "inspect", str(bad)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    assert failed.stderr.splitlines() == [f"corral: {bad}: not a GGUF file (starts with "
-                                          f"{MALFORMED['random-bytes'][0][:4]!r})"]
-
-
-def _chat_cmd_exists() -> bool:
-    return (ROOT / "app" / "cli" / "chat_cmd.py").exists()
-
-
-@pytest.mark.skipif(not _chat_cmd_exists(), reason="`python -m app` needs app.cli.chat_cmd")
-@pytest.mark.timeout(60)
-def test_inspect_command_subprocess(writer_model: Path, tmp_path: Path) -> None:
+# -- the command line: `corral inspect` as shipped (python -m app, nothing registered here) -----
+def test_inspect_command(writer_model: Path, tmp_path: Path) -> None:
     def corral(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "app", "inspect", *argv], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
+    size = writer_model.stat().st_size
     ok = corral(str(writer_model))
-    assert ok.returncode == 0, ok.stderr
-    assert "Corral Test" in ok.stdout and "1,000" in ok.stdout
+    assert (ok.returncode, ok.stderr) == (0, "")
+    assert ok.stdout.splitlines() == [
+        f"file:             {writer_model}",
+        f"size:             {size // 1000} kB ({size:,} bytes)",
+        "format:           GGUF v3, 3 tensors",
+        "architecture:     llama",
+        "name:             Corral Test",
+        "parameters:       68.16 K (68,160)",
+        "quantization:     Q4_0",
+        "context:          2,048",
+        "embedding:        64",
+        "layers:           1",
+        "heads / KV heads: 4 / 2",
+        "vocab:            1,000",
+        "tokenizer:        llama",
+        "BOS / EOS:        1 '<s>' / 2 '</s>'",
+        "chat template:    yes ({% for m in messages %})"]
     as_json = corral("--json", str(writer_model))
-    assert json.loads(as_json.stdout)["bos_token"] == "<s>"
+    assert (as_json.returncode, as_json.stderr) == (0, "")
+    data = json.loads(as_json.stdout)
+    assert {k: data[k] for k in ("path", "file_size", "architecture", "name", "quantization",
+                                 "context_length", "vocab_size", "bos_token", "eos_token",
+                                 "tensor_count", "tensor_types")} == {
+        "path": str(writer_model), "file_size": size, "architecture": "llama",
+        "name": "Corral Test", "quantization": "Q4_0", "context_length": 2048,
+        "vocab_size": 1000, "bos_token": "<s>", "eos_token": "</s>", "tensor_count": 3,
+        "tensor_types": {"F32": 2, "Q4_0": 1}}
 
-    bad = tmp_path / "truncated.gguf"
-    bad.write_bytes(raw_valid()[0][:-10])
-    failed = corral(str(bad))
-    assert failed.returncode != 0
-    assert "Traceback" not in failed.stderr
-    lines = failed.stderr.splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0], failed.stderr
+    # Bad files: one line naming the file and what is wrong, exit 1, nothing on stdout.
+    for name, data_, said in (
+            ("random.gguf", MALFORMED["random-bytes"][0],
+             f"not a GGUF file (starts with {MALFORMED['random-bytes'][0][:4]!r})"),
+            ("picture.gguf", MALFORMED["png"][0], None),
+            ("truncated.gguf", raw_valid()[0][:-10], None)):
+        bad = tmp_path / name
+        bad.write_bytes(data_)
+        failed = corral(str(bad))
+        lines = failed.stderr.splitlines()
+        assert (failed.returncode, failed.stdout, len(lines)) == (1, "", 1), failed.stderr
+        assert lines[0] == f"corral: {bad}: {said or gguf_error(bad)}"
+
+
+def gguf_error(path: Path) -> str:
+    """What the core says of a bad file (the command must print exactly that)."""
+    with pytest.raises(GGUFError) as caught:
+        inspect(path)
+    return str(caught.value).removeprefix(f"{path}: ")

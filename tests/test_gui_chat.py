@@ -17,7 +17,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.core.chats import ChatStore
-from app.core.engine import LoadSettings
+from app.core.engine import Engine, LoadSettings
 from app.core.library import Library
 from app.core.settings import load_settings
 from app.gui.chat import ChatScreen
@@ -229,7 +229,7 @@ def test_a_reply_killed_mid_way_is_there_after_a_restart_marked_interrupted(
 def test_completion_mode_streams_into_the_text_with_a_dalai_preset(qtbot, apps, vicuna):
     app = apps()
     screen = app.screen
-    app.knobs(threads=1, context=2048, max_tokens=16)
+    app.knobs(threads=1, context=2048, max_tokens=16, temperature=0.0)  # greedy: the same 16
     screen.toolbar.mode_buttons["completion"].click()
     assert screen.stack.currentWidget() is screen.completion
     view = screen.completion
@@ -251,10 +251,13 @@ def test_completion_mode_streams_into_the_text_with_a_dalai_preset(qtbot, apps, 
     user, reply = app.store.messages(conv.id)
     assert user.content == prompt and reply.stats["template"] == "dalai-default"
     assert view.text() == prompt + reply.content and reply.content
-    assert "16 tokens" in view.stats.text() or reply.stats["stop_reason"] == "stop"
+    assert (reply.state, reply.stats["stop_reason"], reply.stats["generated_tokens"]) == (
+        "complete", "length", 16)
+    assert view.stats.text().startswith("16 tokens")
 
 
-def test_a_conversation_longer_than_the_context_warns_what_will_be_dropped(qtbot, apps, vicuna):
+def test_a_conversation_longer_than_the_context_warns_and_sends_it_cut(qtbot, apps, vicuna,
+                                                                       monkeypatch):
     store = ChatStore()
     conv = store.create_conversation(title="long", model_id=vicuna, params={
         "threads": 1, "context": 256, "max_tokens": 64})
@@ -275,6 +278,33 @@ def test_a_conversation_longer_than_the_context_warns_what_will_be_dropped(qtbot
     assert screen.messages.bubbles[-1].graphicsEffect() is None
     assert "left out" in screen.inspector.tokens.text()
 
+    # Send: the prompt that reaches the engine is cut, oldest turns first, and fits.
+    sent: list[str] = []
+    real_generate = Engine.generate
+
+    def generate(engine, prompt, params, **kw):  # the real engine, with its input noted
+        sent.append(prompt)
+        return real_generate(engine, prompt, params, **kw)
+
+    monkeypatch.setattr(Engine, "generate", generate)
+    prepared: list = []
+    app.worker.promptReady.connect(lambda _rid, turn: prepared.append(turn))
+    screen.send("last question")
+    qtbot.waitUntil(lambda: bool(sent) and idle(screen), timeout=WAIT)
+    [prompt] = sent
+    [turn] = prepared
+    assert prompt == turn.text and turn.dropped_turns > 0
+    assert prompt.startswith("A chat between a curious user and an artificial intelligence "
+                             "assistant.") and prompt.endswith("USER: last question ASSISTANT:")
+    kept = [i for i in range(6) if f"question {i} " in prompt]
+    assert kept == list(range(turn.dropped_turns, 6))  # the oldest went first, the rest whole
+    assert prompt.count("the answer is yes") == 6 * len(kept)
+    user, reply = app.store.messages(conv.id)[-2:]
+    assert (user.content, reply.state) == ("last question", "complete")
+    assert len(app.store.messages(conv.id)) == 14  # every message kept: only the prompt was cut
+    # What the runner counted is what the plan said, and it leaves the reply its room.
+    assert reply.stats["prompt_tokens"] == turn.prompt_tokens <= 256 - 64
+
 
 def test_new_rename_search_and_delete_conversations(qtbot, apps, vicuna, monkeypatch):
     store = ChatStore()
@@ -288,7 +318,9 @@ def test_new_rename_search_and_delete_conversations(qtbot, apps, vicuna, monkeyp
     lst = screen.conversations
     assert lst.list.count() == 2 and screen.current_conversation_id() == b.id
     screen.new_chat_action.trigger()
-    assert screen.current_conversation_id() is None or screen.controller.conv.id == 0
+    # A new, unsaved conversation (id 0) with the same model; nothing stored until it is used.
+    assert (screen.current_conversation_id(), screen.controller.conv.model_id) == (0, vicuna)
+    assert screen.messages.bubbles == [] and lst.list.count() == 2
     lst.search.setText("alpaca")
     qtbot.waitUntil(lambda: lst.list.count() == 1, timeout=5000)
     assert lst.list.item(0).text() == "Llamas"

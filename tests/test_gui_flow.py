@@ -56,19 +56,24 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     conv = store.conversations()[0]
     user, reply = store.messages(conv.id)
     assert user.content == "hello llama" and reply.state == "interrupted"
-    assert reply.content.startswith("".join(streamed)[:1])
+    # Everything streamed was saved, and nothing else: the whole text, on screen too.
+    assert reply.content and "".join(streamed) == reply.content
+    assert chat.messages.bubbles[-1].text == reply.content
     assert "stop: stopped" in chat.messages.bubbles[-1].stats_label.text()
 
     # Regenerate with a short limit: the stopped reply is replaced by a complete one.
     chat.parameters.fields["max_tokens"].setValue(16)
+    streamed.clear()
     chat.regenerate_action.trigger()
     qtbot.waitUntil(lambda: chat.is_busy(), timeout=WAIT)
     qtbot.waitUntil(lambda: not chat.is_busy(), timeout=WAIT)
     user, reply = store.messages(conv.id)
     assert reply.state == "complete" and reply.stats["generated_tokens"] == 16
+    assert "".join(streamed) == reply.content == chat.messages.bubbles[-1].text
 
     # Edit the question and resend it.
     chat.messages.bubbles[0].edit_button.click()
+    streamed.clear()
     chat.composer.set_text("hello alpaca")
     qtbot.keyClick(chat.composer.edit, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: chat.is_busy(), timeout=WAIT)
@@ -76,6 +81,7 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     user, reply = store.messages(conv.id)
     assert user.content == "hello alpaca" and reply.state == "complete"
     assert reply.stats["generated_tokens"] == 16 and reply.stats["template"] == "vicuna-v1.1"
+    assert "".join(streamed) == reply.content == chat.messages.bubbles[-1].text
     final = reply.content
     window.close()  # quit: the engine, the chat database and the downloads are shut down
 

@@ -11,6 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QPushButton
 
+from app.core.memory_plan import FITS, TIGHT, WILL_NOT_FIT, format_bytes
 from app.core.settings import Settings, load_settings, save_settings
 from app.gui.main_window import MainWindow
 from app.testing.hub_server import local_hub  # noqa: F401  (a fixture)
@@ -167,7 +168,12 @@ def test_catalog_cards_show_memory_fit_and_download(library, qtbot):
     card = catalog_card(library, "tinyllama-1.1b-chat")
     texts = " ".join(w.text() for w in card.findChildren(type(library.banner.text)))
     assert "TinyLlama" in texts and "apache-2.0" in texts and "zephyr" in texts
-    assert "Fits in memory" in texts or "Tight fit" in texts
+    # The verdict for this computer and the selected file, with what it needs.
+    plan = card.item.plans[card.current_file().quant]
+    verdict = {FITS: "Fits in memory", TIGHT: "Tight fit", WILL_NOT_FIT: "Too big for this machine"}[
+        plan.verdict]
+    assert f"{verdict} · {format_bytes(plan.total)}" in texts
+    assert card.current_file().size < plan.total < card.current_file().size + 2 * 1024 ** 3
     assert card.findChild(QPushButton, "download-button").isVisibleTo(card)
     unavailable = [i for i in library.catalog.items() if not i.entry.available]
     assert unavailable

@@ -116,7 +116,9 @@ def test_a_damaged_chats_database_is_set_aside_only_when_the_user_agrees(start, 
     qtbot.waitUntil(lambda: window.chat_screen is not None, timeout=START_TIMEOUT_MS)
     [kept] = aside(db)
     assert kept.read_bytes() == garbage  # the user's file, byte for byte, under a dated name
-    assert window.chats_problem is None or not window.chats_problem.isVisible()
+    # The chat screen takes the problem's place (the problem page stays built, hidden).
+    assert window._chat_slot.currentWidget() is window.chat_screen
+    assert window.chat_screen.isVisible() and not window.chats_problem.isVisible()
     assert ChatStore(db).count() == 0
     # The window says where the old file went.
     assert any(kept.name in notice for notice in window.notices())
