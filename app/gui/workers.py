@@ -21,8 +21,6 @@ in the last `coalesce_ms`, so a fast model does not flood the event loop.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,40 +30,6 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from app.core.engine import Engine, EngineError, LoadedModel, LoadSettings
 from app.core.turns import (LocalBackend, ModelRef, PreparedTurn, Turn, TurnListener,
                             TurnRequest, TurnStopped, failure_text)
-
-
-def guard_pyside_refcounts() -> list[str]:
-    """PySide6 6.12.0 on Python < 3.12 hands back True and None without a reference of their
-    own: every `signal.emit()` drops one reference to True, every call of a method returning
-    nothing (setText, update, processEvents…) one to None, and the interpreter aborts
-    ("bool_dealloc" / "none_dealloc: deallocating …") once a count reaches zero — within
-    minutes of normal use. Where that happens, give True, False and None a reference count no
-    run can use up. Harmless elsewhere; remove once PySide6 is pinned past the bug (6.11.3 is
-    fine). Returns the objects it protected."""
-    if sys.version_info >= (3, 12):
-        return []  # True, False and None are immortal there
-
-    class _Probe(QObject):
-        ping = Signal()
-
-    probe = _Probe()
-    protected = []
-    for name, obj, call in (("True", True, probe.ping.emit),
-                            ("None", None, lambda: probe.setObjectName("probe"))):
-        before = sys.getrefcount(obj)
-        for _ in range(4):
-            call()
-        if before - sys.getrefcount(obj) >= 4:
-            protected.append(name)
-    if "True" in protected:
-        protected.append("False")
-    for name in protected:
-        obj = {"True": True, "False": False, "None": None}[name]
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    return protected
-
-
-PYSIDE_REFCOUNT_GUARD = guard_pyside_refcounts()
 
 
 class _Signals(TurnListener):
