@@ -82,7 +82,7 @@ def compare(hub: LocalHub, tmp: Path, source: Path, rate: float, repeat: int) ->
     else:
         hub.clear_faults()
     url = hub.resolve_url(REPO, name)
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "PYTHONPATH": str(ROOT)}  # Corral never uses Xet
     env.pop("HF_TOKEN", None)
     ours, curl, curl_sync, transfer = [], [], [], []
     for run in range(repeat):

@@ -154,8 +154,7 @@ def test_a_pull_in_a_terminal_shows_up_in_the_open_window(window, hub, qtbot, ho
 
     hub.set_faults(REPO, FILE, throttle=300_000)  # a few seconds
     screen = window.show_screen("downloads")
-    env = {**os.environ, "CORRAL_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
-    env.pop("HF_TOKEN", None)
+    env = {**os.environ, "CORRAL_HOME": str(home), "HF_ENDPOINT": hub.url}
     pull = subprocess.Popen([*corral_command(), "models", "pull", REPO, FILE, "--no-check"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

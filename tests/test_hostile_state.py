@@ -39,7 +39,8 @@ def env(tmp_path):
     e = {k: v for k, v in os.environ.items()
          if not k.startswith(("HF_", "HUGGINGFACE_", "OLLAMA_", "XDG_", "LOCALAPPDATA"))}
     e.update(CORRAL_HOME=str(tmp_path / "corral"), HOME=str(tmp_path / "home"),
-             PYTHONPATH=str(REPO), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+             PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     return e
 
 
@@ -129,7 +130,7 @@ def _prepare(store: str, env, home: Path, tiny_model: Path, request) -> None:
         hub = request.getfixturevalue("local_hub")
         hub.add_repo(HUB_REPO)
         hub.add_file(HUB_REPO, HUB_FILE, tiny_model.read_bytes())
-        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1")
+        env.update(HF_ENDPOINT=hub.url)
 
 
 def _worked(store: str, r: subprocess.CompletedProcess, home: Path) -> None:
