@@ -126,7 +126,9 @@ def test_xet_headers_are_ignored_and_hf_xet_is_not_used(hub, tmp_path, payload):
     """)
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**env, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
+                         env={**env, "PYTHONPATH": os.pathsep.join(
+                             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
+                         check=True).stdout.split()
     assert out == [DONE, str(tmp_path / "models" / FILE), "False"]
     assert hashlib.sha256(Path(out[1]).read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
     head = next(r for r in hub.requests if r.method == "HEAD")

@@ -215,7 +215,8 @@ def pulling_child(hub, tmp_path, queue_file: Path) -> subprocess.Popen:
         m.start()
         print("end", m.wait(job.id, timeout=60).state, flush=True)
     """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # keeps the network guard
     return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
 
 

@@ -154,10 +154,12 @@ def test_the_runner_does_not_import_modules_from_the_working_folder(tiny_model, 
 # --------------------------------------------------------------------------- servers
 
 class Listener:
-    """A stand-in for a remote OpenAI server that counts every request it gets."""
+    """A stand-in for a remote OpenAI server that counts every connection made to it and every
+    request it gets (a client that connects and sends nothing is counted too)."""
 
     def __init__(self) -> None:
         self.requests: queue.Queue[str] = queue.Queue()
+        self.connections = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -180,7 +182,12 @@ class Listener:
             def log_message(self, *args):
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def verify_request(self, request, client_address):  # once per accepted connection
+                outer.connections += 1
+                return True
+
+        self.http = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
@@ -235,11 +242,11 @@ def test_offline_mode_blocks_remote_servers_in_the_cli(home, listener, monkeypat
     assert r.returncode == 1 and b"unavailable: offline mode is on" in r.stdout
     one_line(corral(home, "servers", "add", listener.url, "--name", "box2"), 1,
              "offline mode is on", "--no-check")
-    assert listener.seen() == []
+    assert (listener.seen(), listener.connections) == ([], 1)  # only the add, before
     set_offline(home, monkeypatch, False)  # and back: the same commands reach it again
     r = corral(home, "chat", "box/m", "-p", "hi")
     assert r.returncode == 1 and b"box: 400 no" in r.stderr
-    assert listener.seen() == ["POST /v1/chat/completions"]
+    assert (listener.seen(), listener.connections) == (["POST /v1/chat/completions"], 2)
 
 
 def test_offline_mode_in_corral_serve(home, listener, monkeypatch, make_model):
@@ -265,7 +272,7 @@ def test_offline_mode_in_corral_serve(home, listener, monkeypatch, make_model):
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     assert "offline mode is on" in err and "Traceback" not in err
-    assert listener.seen() == []
+    assert (listener.seen(), listener.connections) == ([], 0)
 
 
 def test_the_api_key_can_stay_out_of_the_process_list(home, tmp_path, make_model):

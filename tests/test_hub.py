@@ -192,6 +192,11 @@ def test_models_search_command(hub, tmp_path):
     assert lines[1].split()[:3] == ["other/Llama-GGUF", "100", "50"]
     assert lines[2].split()[0] == REPO and "other/Newest-GGUF" not in out  # --limit 2
     assert "  tiny.F32.gguf  " in out and "README" not in out
+    # One search and a file list per repository, nothing else (huggingface_hub 2.x would ask
+    # the hub about AI agents first: /api/agent-harnesses).
+    assert [(r.method, r.path.split("?")[0]) for r in hub.requests] == [
+        ("GET", "/api/models"), ("GET", "/api/models/other/Llama-GGUF/tree/main"),
+        ("GET", f"/api/models/{REPO}/tree/main")]
 
 
 def test_models_pull_checks_the_header_first(hub, tmp_path, gguf_file):
@@ -202,6 +207,11 @@ def test_models_pull_checks_the_header_first(hub, tmp_path, gguf_file):
     path = out.strip()
     assert path == str(tmp_path / "models" / "tiny.F32.gguf")
     assert open(path, "rb").read() == gguf_file.read_bytes()
+    commit = hub.commit(REPO)
+    assert [(r.method, r.path, r.range) for r in hub.requests] == [  # header first, then the file
+        ("HEAD", f"/{REPO}/resolve/main/tiny.F32.gguf", None),
+        ("GET", f"/{REPO}/resolve/{commit}/tiny.F32.gguf", "bytes=0-1048575"),
+        ("GET", f"/{REPO}/resolve/{commit}/tiny.F32.gguf", None)]
 
 
 def test_models_pull_refuses_a_file_that_is_not_a_model(hub, tmp_path):

@@ -52,6 +52,12 @@ from app.core.hub_listing import (BadFileName, HubFile, RepoSummary, gguf_files,
                                   repo_summaries)
 from app.core.retry import GaveUp, RetryPolicy, Retrying
 
+# huggingface_hub 2.x, the first time a process builds its user agent (every request Corral
+# makes through it), asks {HF_ENDPOINT}/api/agent-harnesses whether an AI coding agent runs it,
+# and keeps the answer under HF_HOME: a request nobody asked for, that waits up to 3 s where the
+# hub is slow. Its telemetry switch turns that off (read when the user agent is built).
+hf_constants.HF_HUB_DISABLE_TELEMETRY = True
+
 try:  # huggingface_hub 2.x ships its HTTP client as httpx2; 1.x used httpx
     import httpx2 as httpx
 except ImportError:  # pragma: no cover

@@ -323,7 +323,9 @@ def start_corral(hub: LocalHub, home: str | os.PathLike, *argv: str, **popen) ->
     background (a shell starts background jobs with SIGINT ignored and children inherit that;
     Python then installs no KeyboardInterrupt handler)."""
     env = {**os.environ, "CORRAL_HOME": str(home), "HF_ENDPOINT": hub.url,
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **popen.pop("env", {})}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                      os.environ.get("PYTHONPATH")])),
+           **popen.pop("env", {})}
     env.pop("HF_TOKEN", None)
     if os.name == "posix":
         popen.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
