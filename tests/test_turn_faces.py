@@ -107,3 +107,38 @@ def test_one_conversation_gives_one_prompt_in_every_face(qtbot, home, tmp_path, 
     assert served == cli_sent
     assert window == cli_sent
     assert cli_shown == cli_sent
+
+
+def test_the_window_worker_streams_a_turn_from_a_registered_server(qtbot, home, make_model):
+    """The worker picks the turn's backend: a SERVER/MODEL runs on that server's client."""
+    from app.core.remote import ServerRegistry
+    from app.core.turns import TurnOptions, TurnRequest, resolve_model
+    from app.gui.workers import EngineWorker
+
+    model_id = Library().import_file(make_model("tiny", name="remote-tiny")).id
+    with Server(ServeConfig(port=0, threads=2), library=Library()) as server:
+        ServerRegistry().add(server.url, name="box")
+        ref = resolve_model(f"box/{model_id}")
+        store = ChatStore()
+        conv = store.create_conversation(title="remote")
+        store.add_message(conv.id, "user", "hello")
+        writer = store.begin_reply(conv.id)
+        worker = EngineWorker()
+        pieces: list[str] = []
+        worker.tokens.connect(lambda _rid, text: pieces.append(text))
+        try:
+            request = TurnRequest(ref, messages=({"role": "user", "content": "hello"},),
+                                  options=TurnOptions(overrides={"max_tokens": 6,
+                                                                 "temperature": 0.0}))
+            with qtbot.waitSignal(worker.finished, timeout=WAIT) as done:
+                worker.generate(request, writer)
+            result = done.args[1]
+            assert (result.state, result.stopped_by) == ("complete", "token_limit")
+            assert result.stats.generated_tokens == 6 and "".join(pieces) == result.text
+            saved = store.message(writer.message_id)
+            assert saved.content == result.text and saved.stats["stopped_by"] == "token_limit"
+            assert server.worker.wait_idle(30)
+            assert server.worker.finished[-1].prepared.messages[-1]["content"] == "hello"
+        finally:
+            assert worker.dispose()
+            store.close()

@@ -82,6 +82,7 @@ class _Backend(QObject):
         self.front = front
         self.engine: Engine | None = None
         self.turns: LocalBackend | None = None
+        self.remotes: dict[str, Any] = {}  # server name → its RemoteBackend, made when needed
         self.current: Turn | None = None  # the turn running now (stopped from the GUI thread)
         self._log_file = log_file
         self._coalesce_s = coalesce_s
@@ -94,8 +95,20 @@ class _Backend(QObject):
 
     @Slot()
     def shutdown(self) -> None:
+        for remote in self.remotes.values():
+            remote.close()
         if self.engine is not None:
             self.engine.close()
+
+    def backend_for(self, model: ModelRef):
+        """The engine's LocalBackend, or the RemoteBackend of a remote model's server."""
+        if not model.remote:
+            return self.turns
+        name = model.server.name
+        if name not in self.remotes:
+            from app.core.turns import open_backend
+            self.remotes[name] = open_backend(model)
+        return self.remotes[name]
 
     def _stopped(self, rid: int) -> bool:
         return rid <= self.front._stop_upto
@@ -145,18 +158,22 @@ class _Backend(QObject):
     @Slot(int, object, object)
     def generate(self, rid: int, request: TurnRequest, writer: Any) -> None:
         self.busyChanged.emit(True)
-        assert self.turns is not None
-        turn = Turn(self.turns, request, writer=writer, listener=_Signals(self, rid),
-                    coalesce_s=self._coalesce_s, should_stop=lambda: self._stopped(rid))
-        self.current = turn
+        turn = None
         try:
+            turn = Turn(self.backend_for(request.model), request, writer=writer,
+                        listener=_Signals(self, rid), coalesce_s=self._coalesce_s,
+                        should_stop=lambda: self._stopped(rid))
+            self.current = turn
             if self._stopped(rid):  # stopped while it waited in the queue
                 turn.stop()
             self.finished.emit(rid, turn.run())
         except Exception as exc:  # noqa: BLE001 - e.g. the chats database: said, never silent
             message = failure_text(exc)
-            if turn.save_error:
+            if turn is not None and turn.save_error:
                 message += f" (and the reply could not be saved: {turn.save_error})"
+            elif turn is None and writer is not None and not writer.finished:
+                writer.finish("error", {"stop_reason": "error", "stopped_by": "error",
+                                        "error": message})  # e.g. its server's key is gone
             self.failed.emit(rid, message)
         finally:
             self.current = None
