@@ -35,7 +35,7 @@ DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
 )
 
 
-GROUPS = ("chat", "library", "downloads", "settings", "library-search")
+GROUPS = ("chat", "library", "downloads", "settings", "menu", "library-search")
 SEARCHED = "mistral"   # the query of library-search.png
 
 
@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 shoot_downloads(window, args.out, width, height)
             if "settings" in want:
                 shoot_settings(window, args.out)
+                shoot_servers(window, home, args.out)
+            if "menu" in want:
+                shoot_menu(window, args.out)
             if "library-search" in want:
                 shoot_library_search(window, home, args.out, width, height)
         finally:
@@ -266,6 +269,57 @@ def shoot_settings(window, out: Path) -> None:
     dialog.backend.setFocus()
     settle()
     save(dialog, out, "settings.png")
+    dialog.reject()
+
+
+def shoot_servers(window, home: Path, out: Path) -> None:
+    """Settings → Servers with a real `corral serve` (this home's models) added and tested."""
+    from app.testing.servers import corral_serve
+
+    with corral_serve(home, api_key="sk-demo") as url:
+        window.open_settings()
+        dialog = window.settings_dialog
+        wait(dialog.isVisible, what="the settings dialog")
+        page = dialog.show_page("servers")
+        page.url.setText(url)
+        page.key.setText("sk-demo")
+        page.name.setText("gpu-box")
+        page.add_button.click()
+        wait(page.add_button.isEnabled, 60, "the server's models")
+        dialog.resize(640, 640)
+        settle()
+        save(dialog, out, "settings-servers.png")
+        page.list.setCurrentItem(page.list.topLevelItem(0))
+        page.confirm = lambda title, text: True
+        page.remove_button.click()  # its key (maybe in your OS keyring) is not kept after
+        dialog.reject()
+
+
+def shoot_menu(window, out: Path) -> None:
+    """The Chat menu open over the window (a popup is a window of its own: painted onto the
+    window's picture where it opened), and Help → Keyboard shortcuts."""
+    from PySide6.QtGui import QPainter
+
+    window.show_screen("chat")
+    bar = window.menuBar()
+    action = next(a for a in bar.actions() if a.text().replace("&", "") == "Chat")
+    where = bar.mapToGlobal(bar.actionGeometry(action).bottomLeft())
+    action.menu().popup(where)
+    wait(action.menu().isVisible, what="the Chat menu")
+    settle()
+    picture = window.grab().toImage()
+    painter = QPainter(picture)
+    painter.drawPixmap(window.mapFromGlobal(where), action.menu().grab())
+    painter.end()
+    action.menu().hide()
+    path = out / "menu.png"
+    if not picture.save(str(path)):
+        raise SystemExit(f"screenshots: could not write {path}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    dialog = window.show_shortcuts()
+    wait(dialog.isVisible, what="the shortcuts")
+    settle()
+    save(dialog, out, "shortcuts.png")
     dialog.reject()
 
 
