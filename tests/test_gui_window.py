@@ -335,6 +335,24 @@ def test_the_open_chat_is_reopened_and_a_deleted_one_falls_back(chat_window, ope
     assert third.notices() == []
 
 
+def test_the_chat_to_reopen_is_kept_while_the_chats_cannot_be_opened(open_window, qtbot):
+    from PySide6.QtCore import QSettings
+
+    paths = get_paths()
+    paths.data.mkdir(parents=True, exist_ok=True)
+    ini = QSettings(str(paths.data / "window.ini"), QSettings.Format.IniFormat)
+    ini.setValue("chat/conversation", 5)
+    ini.sync()
+    paths.chats_db.parent.mkdir(parents=True, exist_ok=True)
+    paths.chats_db.write_bytes(b"not a database" * 100)
+    window = open_window()
+    qtbot.waitUntil(lambda: window.is_ready, timeout=10_000)
+    assert window.chat_screen is None and window.chats_problem is not None
+    window.close()
+    ini = QSettings(str(paths.data / "window.ini"), QSettings.Format.IniFormat)
+    assert ini.value("chat/conversation") in (5, "5")
+
+
 CODE = "```python\nprint('héllo 🐄')\n```"
 
 

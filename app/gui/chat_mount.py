@@ -71,7 +71,7 @@ class ChatMountMixin:
         self._chat_slot = slot
         self.welcome = WelcomeScreen()
         self.welcome.browseCatalog.connect(lambda: self._library_tab("catalog"))
-        self.welcome.importFile.connect(self._import_from_welcome)
+        self.welcome.importFile.connect(self.import_model)
         self.welcome.findOtherApps.connect(lambda: self._library_tab("other"))
         slot.addWidget(self.welcome)
         self._open_chats()

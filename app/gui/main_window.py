@@ -10,7 +10,7 @@ available geometry), the sizes of every named QSplitter, the last screen and the
 conversation are kept in `<data>/window.ini` (under CORRAL_HOME in tests).
 
 The chat screen reports through `engineStatus(dict)`, `statusMessage(str)` and
-`libraryRequested()`; the shell calls its `new_chat()`, `focus_search()`,
+`libraryRequested()`; the shell calls its `new_chat()`, `focus_search()`, `focus_composer()`,
 `find_in_conversation()`, `choose_model()`, `open_conversation(id)`, `chat_with_model(id)`,
 `export_current()`, `refresh_models()`, `apply_settings()` and `shutdown()`.
 
@@ -203,13 +203,6 @@ class MainWindow(ChatMountMixin, QMainWindow):
         if self._chat_shown(switch=True):
             self.chat_screen.new_chat()
 
-    def focus_search(self) -> None:
-        """The search field of the screen shown (the Library's from Downloads)."""
-        if self.current_screen() == "chat":
-            self.search_chats()
-        else:
-            self.show_screen("library").focus_search()
-
     # ------------------------------------------------------------------ screens
     def _size_to_current(self, index: int) -> None:
         for i in range(self.stack.count()):
@@ -278,9 +271,6 @@ class MainWindow(ChatMountMixin, QMainWindow):
     def _library_tab(self, tab: str) -> None:
         self.show_screen("library").show_tab(tab)
 
-    def _import_from_welcome(self) -> None:
-        self.import_model()
-
     def _library_failed(self, text: str) -> None:
         if self.slots["library"].screen is None:  # the Library screen says it itself
             self.add_notice(text, "error")
@@ -344,7 +334,8 @@ class MainWindow(ChatMountMixin, QMainWindow):
     # ------------------------------------------------------------------ closing
     def save_window_state(self) -> None:
         built = [slot.screen for slot in self.slots.values() if slot.screen is not None]
-        self.window_state.save(self, self.current_screen(), built, self.open_conversation_id())
+        conversation = self.open_conversation_id() if self.chat_screen is not None else False
+        self.window_state.save(self, self.current_screen(), built, conversation)
 
     def closeEvent(self, event) -> None:
         if self._closed:

@@ -145,7 +145,9 @@ class WindowState:
                 splitter.restoreState(sizes)
 
     def save(self, window: QMainWindow, screen: str, screens: list[QWidget],
-             conversation: int | None) -> None:
+             conversation: int | None | bool) -> None:
+        """`conversation`: the id open now, None for none, False to keep the one kept (the
+        chats could not be opened this time: which one was open is not known)."""
         s = self.ini
         s.setValue("window/geometry", window.saveGeometry())
         s.setValue("window/state", window.saveState())
@@ -154,7 +156,9 @@ class WindowState:
             for splitter in built.findChildren(QSplitter):
                 if splitter.objectName():
                     s.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
-        if conversation:
+        if conversation is False:
+            pass
+        elif conversation:
             s.setValue("chat/conversation", conversation)
         else:
             s.remove("chat/conversation")
