@@ -201,6 +201,8 @@ class LocalBackend:
                      params: SamplingParams, fit: str, check: Callable[[], None]) -> int:
         """The tokens of an exact prompt; ContextOverflow when it cannot fit, told from its
         bytes alone when it is far too long (it is never tokenized then)."""
+        if not text:
+            raise TemplateError("the prompt is empty")
         n_ctx, bos = loaded.n_ctx, 1 if add_bos else 0
         asked = params.max_tokens if fit == REFUSE else 0
         least = least_tokens(utf8_len(text), loaded.max_token_bytes) + bos
