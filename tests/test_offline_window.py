@@ -1,0 +1,78 @@
+"""Offline mode in the window: a reply from a registered server (SERVER/MODEL) contacts nothing,
+is saved as failed and says why. (The CLI and `corral serve` faces: test_hostile_cli.py; the
+Servers page of Settings: test_gui_servers.py.)"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+
+import pytest
+
+from app.core.chats import ChatStore
+from app.core.remote import ServerRegistry
+from app.core.settings import Settings, save_settings
+
+WAIT = 60_000
+
+
+@pytest.fixture
+def listener():
+    """A stand-in server on 127.0.0.1 that counts every connection made to it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: queue.Queue = queue.Queue()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.put(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    try:
+        server.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not, on Linux)
+    except OSError:
+        pass
+    server.close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_window_reply_from_a_registered_server_in_offline_mode(qtbot, home, listener, offline):
+    from app.core.turns import TurnOptions, TurnRequest, resolve_model
+    from app.gui.workers import EngineWorker
+
+    url, accepted = listener
+    ServerRegistry().add(url, name="box")  # registering asks nothing of the server
+    save_settings(Settings(offline=offline))
+    store = ChatStore()
+    conv = store.create_conversation(title="remote")
+    store.add_message(conv.id, "user", "hello")
+    writer = store.begin_reply(conv.id)
+    worker = EngineWorker()
+    failures: list[str] = []
+    worker.failed.connect(lambda _rid, message: failures.append(message))
+    try:
+        request = TurnRequest(resolve_model("box/m"),
+                              messages=({"role": "user", "content": "hello"},),
+                              options=TurnOptions(overrides={"max_tokens": 4}))
+        with qtbot.waitSignal(worker.failed, timeout=WAIT):
+            worker.generate(request, writer)
+        saved = store.message(writer.message_id)
+        assert saved.state == "error" and saved.content == ""
+        [message] = failures
+        if offline:  # said, and nothing sent: not even a connection
+            assert "offline mode is on" in message and "box" in message, message
+            assert accepted.empty()
+        else:  # the control: the same turn does reach the server (which hangs up at once)
+            assert "offline" not in message
+            assert accepted.get(timeout=10) == 1
+    finally:
+        assert worker.dispose()
+        store.close()
