@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         home, xdg = tmp / "home", tmp / "xdg"
         os.environ.update({"CORRAL_HOME": str(home), "XDG_DATA_HOME": str(xdg),
                            "HF_HUB_CACHE": str(tmp / "hf-cache"), "OLLAMA_MODELS": str(tmp / "ollama"),
-                           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
+                           "HF_HUB_DISABLE_TELEMETRY": "1"})  # Corral never uses Xet
         os.environ.pop("HF_TOKEN", None)
         if not os.environ.get("DISPLAY"):
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
