@@ -151,6 +151,23 @@ def test_the_runner_does_not_import_modules_from_the_working_folder(tiny_model, 
     assert r.stdout.strip() and not marker.exists(), marker.read_text()
 
 
+def test_the_runner_ignores_pythonpath(tiny_model, home, tmp_path):
+    """A PYTHONPATH folder holding a module only the runner imports (llama_cpp): `corral` itself
+    never imports it, and the runner, started isolated (python -I), does not look there."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "imported"
+    (planted / "llama_cpp.py").write_text(
+        f"open({str(marker)!r}, 'a').write('llama_cpp\\n')\nraise ImportError('planted')\n")
+    env = dict(os.environ, CORRAL_HOME=str(home),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(planted), os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([str(CORRAL_SCRIPT), "chat", str(tiny_model), "-p", "hello",
+                        "--max-tokens", "4", "--temp", "0"], env=env, capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and not marker.exists(), marker.read_text()
+
+
 # --------------------------------------------------------------------------- servers
 
 class Listener:
