@@ -185,3 +185,13 @@ def test_a_templates_own_dunder_names_are_its_own():
 def test_dunders_it_does_not_define_and_dunder_attributes_stay_refused(source, found):
     with pytest.raises(TemplateError, match=found):
         render(_gguf(source), MESSAGES)
+
+
+def test_nothing_runs_while_a_template_compiles():
+    """Jinja folds constant expressions while it compiles: it would call filters (here upper
+    and center) before any render began, outside the render's deadline. The sandbox leaves
+    every output expression to run time: the compiled code calls the filters, it does not hold
+    their results."""
+    code = sandbox._ENV.compile("{{ 'ab'|upper }}{{ 'x'|center(9) }}", raw=True)
+    assert "('ab')" in code and "('x', 9)" in code  # called when the template renders …
+    assert "AB" not in code and "    x    " not in code  # … not computed now
