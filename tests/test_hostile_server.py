@@ -219,3 +219,12 @@ def test_a_saved_sampling_value_out_of_bounds_is_left_out(server, loaded):
     finally:
         for p in path.parent.glob("model_settings.json*"):
             p.unlink()
+
+
+def test_corral_serve_keeps_the_deadlines_the_readme_gives():
+    """README: "a request's head must arrive within 10 s, its body within 60 s; an idle
+    connection stays open 5 s". The tests above shorten them; `corral serve` passes none of its
+    own (serve_cmd builds ServeConfig without them), so these are the ones it runs with."""
+    shipped = ServeConfig()
+    assert (shipped.header_timeout, shipped.body_timeout, shipped.idle_timeout) == (10, 60, 5)
+    assert (shipped.host, shipped.port) == ("127.0.0.1", 8484)  # this computer only
