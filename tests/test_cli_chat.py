@@ -71,3 +71,17 @@ def test_backend_choices_match_the_core():
     from app.core import hardware
 
     assert tuple(chat_cmd.BACKENDS) == hardware.BACKENDS
+
+
+def test_backend_gpu_on_a_build_without_gpu_support_says_so(tiny_model, tmp_path):
+    """README: `corral chat MODEL --backend gpu -p hi` prints a note when the build has no GPU
+    support (and runs on the CPU)."""
+    r = corral("chat", str(tiny_model), "--backend", "gpu", "-p", "hi", "--max-tokens", "2",
+               "--temp", "0", tmp_path=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    lines = r.stderr.splitlines()
+    if lines[-1].endswith("· backend cpu"):  # this build has no GPU backend
+        assert lines[0] == ("corral: note: GPU requested, but this llama.cpp build has no GPU "
+                            "support: running on the CPU (see README: 'GPU acceleration')")
+    else:  # a GPU build ran it there: nothing to say
+        assert not [ln for ln in lines if "no GPU support" in ln], lines
