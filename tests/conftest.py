@@ -24,10 +24,25 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 _NETGUARD_DIR = Path(__file__).resolve().parent / "netguard"
-sys.path.insert(0, str(_NETGUARD_DIR))
-import sitecustomize as netguard  # noqa: E402  (tests/netguard: the suite's network guard)
 
-sys.path.remove(str(_NETGUARD_DIR))
+
+def _load_netguard():
+    """tests/netguard/sitecustomize.py, loaded by its path: this process may hold another
+    `sitecustomize` already (Debian and Ubuntu's Python ship one), or ours, when this run was
+    started by a test run (then it is that one, with its hook installed)."""
+    import importlib.util
+
+    loaded = sys.modules.get("sitecustomize")
+    if getattr(loaded, "__file__", None) == str(_NETGUARD_DIR / "sitecustomize.py"):
+        return loaded
+    spec = importlib.util.spec_from_file_location("corral_netguard",
+                                                  _NETGUARD_DIR / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+netguard = _load_netguard()
 
 import pytest  # noqa: E402
 

@@ -13,7 +13,9 @@ worker (app.core.child). They make no network calls; where the suite runs as roo
 conftest also puts the whole run in a network namespace of its own with only loopback, which
 holds for them and for code that does not go through Python's socket module.
 
-Kept free of imports beyond sys and os: every child pays for it at start-up.
+Kept free of imports beyond sys and os: every child pays for it at start-up. In children it
+hides a system `sitecustomize` (Debian and Ubuntu's installs apport's crash handler): harmless
+for tests.
 """
 
 from __future__ import annotations
