@@ -163,6 +163,37 @@ def network_refusals(_isolated) -> NetworkRefusals:
     return _isolated
 
 
+@pytest.fixture
+def loopback_listener():
+    """(port, accepted): a TCP listener on 127.0.0.1 that takes every connection and hangs up;
+    `accepted` is a queue.Queue holding each peer address (a connection counts, sent or not)."""
+    import queue
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: queue.Queue = queue.Queue()
+
+    def serve():
+        while True:
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                return
+            accepted.put(peer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    try:
+        server.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not, on Linux)
+    except OSError:
+        pass
+    server.close()
+    thread.join(5)
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

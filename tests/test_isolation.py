@@ -7,11 +7,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import queue
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -29,36 +27,10 @@ def corral(home: Path, *args: str, env: dict | None = None) -> subprocess.Comple
                           timeout=120)
 
 
-@pytest.fixture
-def listener():
-    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: queue.Queue[tuple] = queue.Queue()
-
-    def serve():
-        while True:
-            try:
-                conn, peer = server.accept()
-            except OSError:
-                return
-            accepted.put(peer)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    try:
-        server.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not, on Linux)
-    except OSError:
-        pass
-    server.close()
-    thread.join(5)
-
-
 # ------------------------------------------------------------------------------ the test process
 
-def test_this_process_reaches_loopback_and_nothing_else(listener, network_refusals):
-    port, accepted = listener
+def test_this_process_reaches_loopback_and_nothing_else(loopback_listener, network_refusals):
+    port, accepted = loopback_listener
     for host in ("127.0.0.1", "localhost"):
         socket.create_connection((host, port), timeout=10).close()
         assert accepted.get(timeout=10)[0] == "127.0.0.1"
@@ -126,10 +98,10 @@ def test_a_corral_child_is_refused_too(tmp_path, network_refusals):
 
 @pytest.mark.skipif(not conftest.NETWORK_NAMESPACE.startswith("on"),
                     reason=f"network namespace {conftest.NETWORK_NAMESPACE}")
-def test_children_without_the_guard_have_only_loopback(listener):
+def test_children_without_the_guard_have_only_loopback(loopback_listener):
     """`python -I` (the runner, the render worker) skips PYTHONPATH and so the audit hook: the
     namespace holds for it, and for code that does not go through Python's socket module."""
-    port, accepted = listener
+    port, accepted = loopback_listener
     code = ("import socket, sys\n"
             "socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10).close()\n"
             "try:\n"

@@ -4,10 +4,6 @@ Servers page of Settings: test_gui_servers.py.)"""
 
 from __future__ import annotations
 
-import queue
-import socket
-import threading
-
 import pytest
 
 from app.core.chats import ChatStore
@@ -17,38 +13,14 @@ from app.core.settings import Settings, save_settings
 WAIT = 60_000
 
 
-@pytest.fixture
-def listener():
-    """A stand-in server on 127.0.0.1 that counts every connection made to it."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: queue.Queue = queue.Queue()
-
-    def serve():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            accepted.put(1)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
-    try:
-        server.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not, on Linux)
-    except OSError:
-        pass
-    server.close()
-    thread.join(5)
-
-
 @pytest.mark.parametrize("offline", [True, False])
-def test_a_window_reply_from_a_registered_server_in_offline_mode(qtbot, home, listener, offline):
+def test_a_window_reply_from_a_registered_server_in_offline_mode(qtbot, home, loopback_listener,
+                                                                 offline):
     from app.core.turns import TurnOptions, TurnRequest, resolve_model
     from app.gui.workers import EngineWorker
 
-    url, accepted = listener
+    port, accepted = loopback_listener
+    url = f"http://127.0.0.1:{port}"
     ServerRegistry().add(url, name="box")  # registering asks nothing of the server
     save_settings(Settings(offline=offline))
     store = ChatStore()
@@ -72,7 +44,7 @@ def test_a_window_reply_from_a_registered_server_in_offline_mode(qtbot, home, li
             assert accepted.empty()
         else:  # the control: the same turn does reach the server (which hangs up at once)
             assert "offline" not in message
-            assert accepted.get(timeout=10) == 1
+            assert accepted.get(timeout=10)[0] == "127.0.0.1"
     finally:
         assert worker.dispose()
         store.close()
