@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import gguf_info
+from app.core import gguf_format, gguf_info
 from app.core.gguf_info import GGUF_MAGIC, GGUFError, ModelInfo, inspect, is_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,7 +316,7 @@ def test_directory_missing_and_unreadable(tmp_path: Path) -> None:
 def test_header_larger_than_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big-header.gguf"
     path.write_bytes(raw_valid()[0])
-    monkeypatch.setattr(gguf_info, "MAX_HEADER_BYTES", 1024)  # falls inside the metadata
+    monkeypatch.setattr(gguf_format, "MAX_HEADER_BYTES", 1024)  # falls inside the metadata
     _expect_error(path, "header too large: the key of metadata entry 5 of 7 would end past the first 1,024 bytes")
 
 
