@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.chats import (DEFAULT_TITLE, SCHEMA_VERSION, ChatStore, ChatStoreError,
-                            describe_stats, set_aside, title_from)
+from app.core.chats import (DEFAULT_TITLE, SCHEMA_VERSION, ChatStore, ChatStoreError, set_aside,
+                            title_from)
+from app.core.turns.ending import describe_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 

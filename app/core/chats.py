@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.chat_file import ChatStoreError, damaged_error, prepare_file, set_aside, store_error
+from app.core.chat_reply import ReplyWriter
 from app.core.statefile import write_text_atomic
 
 __all__ = ["ChatStore", "ChatStoreError", "Conversation", "Message", "ReplyWriter", "set_aside",
@@ -408,6 +409,8 @@ class ChatStore:
         return data
 
     def export_markdown(self, cid: int) -> str:
+        from app.core.turns.ending import describe_stats  # the one stats formatter
+
         conv = self.conversation(cid)
         lines = [f"# {conv.title}", ""]
         facts = [f"Model: {conv.model_id or '(none)'}", f"Mode: {conv.mode}"]
@@ -435,14 +438,6 @@ class ChatStore:
         return path
 
 
-def describe_stats(stats: dict[str, Any], state: str | None = None) -> str:
-    """One line for people: '128 tokens · 27.1 tok/s · first token 210 ms · stop: end of text'
-    (the one formatter, app.core.turns.ending, also records why a reply stopped)."""
-    from app.core.turns.ending import describe_stats as describe
-
-    return describe(stats, state)
-
-
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT (ROLLBACK on an exception) on an autocommit connection."""
 
@@ -455,52 +450,3 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-class ReplyWriter:
-    """Saves a streaming reply: `append` pieces (from any one thread); the text is written at
-    most every `interval_s` or when `max_pending` characters wait; `finish` writes it all with
-    its final state and stats. Not thread-safe: one thread appends and finishes."""
-
-    def __init__(self, store: ChatStore, message_id: int, conversation_id: int,
-                 stats: dict[str, Any], interval_s: float, max_pending: int) -> None:
-        self.store, self.message_id, self.conversation_id = store, message_id, conversation_id
-        self.stats = dict(stats)
-        self.interval_s, self.max_pending = interval_s, max_pending
-        self._parts: list[str] = []
-        self._pending = 0
-        self._last_write = time.monotonic()
-        self.writes = 0
-        self.finished = False
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def append(self, piece: str) -> None:
-        if not piece or self.finished:
-            return
-        self._parts.append(piece)
-        self._pending += len(piece)
-        now = time.monotonic()
-        if now - self._last_write >= self.interval_s or self._pending >= self.max_pending:
-            self.flush(now)
-
-    def flush(self, now: float | None = None) -> None:
-        if self._pending:
-            text = self.text
-            self._parts = [text]
-            self.store.update_message(self.message_id, content=text)
-            self._pending = 0
-            self.writes += 1
-        self._last_write = time.monotonic() if now is None else now
-
-    def finish(self, state: str, stats: dict[str, Any] | None = None) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        self.stats.update(stats or {})
-        self.store.update_message(self.message_id, content=self.text, state=state,
-                                  stats=self.stats)
-        self.store.touch(self.conversation_id)
-
