@@ -14,6 +14,12 @@ kept. With --json one JSON object is printed, every key measured (none estimated
   and catalog included). `library_search_keystroke_max_stall_ms`: the largest stall while a
   query is typed one key every 120 ms, until the rows match it and 0.5 s more.
   Targets on the 2-core machine: open <= 300 ms, stalls <= 50 ms.
+- chat_1000: a 1000-message chat with Markdown and code (app/testing/long_chat.py).
+  `open_chat_1000_ms` (open to the last message painted, <= 200 ms),
+  `scroll_top_1000_max_stall_ms` (paging from the end to the first message, <= 50 ms),
+  `rss_growth_1000_mb` (after that, less before the open, <= 150 MB).
+- startup: `startup_ready_ratio`, `corral gui --quit-after-show` ready with 200 models and the
+  1000-message chat reopened ÷ with an empty home, same run (<= 1.2).
 
 Adding a measurement: write `def name(home: Path) -> dict[str, float]` that seeds `home`,
 measures and returns its keys, decorate it with `@measurement("name")`; it then runs in its own
@@ -156,6 +162,138 @@ def library(home: Path) -> dict[str, float]:
             "library_search_keystroke_max_stall_ms": round(key_stall, 1)}
 
 
+CHAT_LENGTH = 1000
+
+
+def _rss_mb() -> float:
+    from app.core.hardware import process_memory
+
+    return (process_memory() or 0) / 2**20
+
+
+def _chat_view_shows_last(view, last_id: int) -> bool:
+    """The view has the last message laid out in its viewport, scrolled to the end (the old
+    column of bubbles or the new list: both are asked through what they expose)."""
+    bar = view.verticalScrollBar()
+    if hasattr(view, "more_button"):  # the old view: a column of bubble widgets
+        return bool(view.bubbles) and view.bubbles[-1].message_id == last_id \
+            and bar.value() == bar.maximum()
+    return last_id in view.visible_ids() and bar.value() == bar.maximum()
+
+
+def _chat_view_at_top(view, first_id: int) -> bool:
+    bar = view.verticalScrollBar()
+    if hasattr(view, "more_button"):
+        return view.more_button.isHidden() and bar.value() == 0 \
+            and view.bubbles[0].message_id == first_id
+    return bar.value() == 0 and first_id in view.visible_ids()
+
+
+@measurement("chat_1000")
+def chat_1000(home: Path) -> dict[str, float]:
+    """A 1000-message chat with Markdown and code (app/testing/long_chat.py), opened from the
+    chat screen after start-up (a short chat is open then). `open_chat_1000_ms`: open asked for
+    to the last message laid out and the window painted. `scroll_top_1000_max_stall_ms`: the
+    largest event-loop stall while paging up from the end to the first message (one page every
+    16 ms, as a held PageUp; the old view's "Show N earlier messages" clicked when it is at the
+    top, which is how its reader got there). `rss_growth_1000_mb`: resident memory after that,
+    less before the open."""
+    import gc
+
+    from PySide6.QtWidgets import QAbstractSlider
+
+    from app.core.chats import ChatStore
+    from app.testing.long_chat import seed_long_chat
+
+    store = ChatStore()
+    cid = seed_long_chat(store, CHAT_LENGTH)
+    ids = [m.id for m in store.messages(cid)]
+    recent = store.create_conversation(title="A short chat")
+    store.add_message(recent.id, "user", "Hello")
+    store.add_message(recent.id, "assistant", "Hi! What shall we talk about?")
+    store.close()
+    app, window = main_window()
+    wait_until(lambda: window.is_ready and window.chat_screen is not None, 60, "the chat screen")
+    screen = window.show_screen("chat")
+    screen = window.chat_screen
+    spin(2.5)  # start-up work (the warm-up at 1.5 s, the downloads look-up) out of the way
+    view = screen.messages
+    gc.collect()
+    rss0 = _rss_mb()
+
+    meter = StallMeter()
+    t0 = time.perf_counter()
+    screen.open_conversation(cid)
+    wait_until(lambda: _chat_view_shows_last(view, ids[-1]), 60, "the last message shown")
+    window.repaint()
+    open_ms = (time.perf_counter() - t0) * 1000
+    spin(0.5)
+
+    bar = view.verticalScrollBar()
+    meter.start()
+    deadline = time.perf_counter() + 300
+    while not _chat_view_at_top(view, ids[0]):
+        if time.perf_counter() > deadline:
+            raise SystemExit("gui_scale: the chat never reached its first message")
+        more = getattr(view, "more_button", None)
+        if bar.value() == 0 and more is not None and more.isVisible():
+            more.click()
+        else:
+            bar.triggerAction(QAbstractSlider.SliderAction.SliderPageStepSub)
+        spin(0.016)
+    spin(0.3)
+    stall = meter.stop()
+    gc.collect()
+    spin(0.2)
+    rss1 = _rss_mb()
+    window.close()
+    return {"open_chat_1000_ms": round(open_ms, 1),
+            "scroll_top_1000_max_stall_ms": round(stall, 1),
+            "rss_growth_1000_mb": round(rss1 - rss0, 1)}
+
+
+def _ready_ms(env: dict[str, str]) -> float:
+    """`corral gui --quit-after-show` once: its own "ready in N ms" (the chat screen built)."""
+    import re
+
+    proc = subprocess.run([sys.executable, "-m", "app", "gui", "--quit-after-show"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    m = re.search(r"ready in (\d+) ms", proc.stdout)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit(f"gui_scale: corral gui --quit-after-show failed "
+                         f"(exit code {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return float(m.group(1))
+
+
+@measurement("startup")
+def startup(home: Path) -> dict[str, float]:
+    """`startup_ready_ratio`: `corral gui --quit-after-show` ready time with 200 models and the
+    1000-message chat open (the most recent one, the one reopened) ÷ with an empty home, both
+    measured here, alternately (after one warm-up run of each), median of 5 each."""
+    from app.core.chats import ChatStore
+    from app.testing.long_chat import seed_long_chat
+    from app.testing.many_models import seed_library
+
+    full, empty = home / "full", home / "empty"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")  # as an installed app has them
+    os.environ["CORRAL_HOME"] = str(full)
+    seed_library(full / "models", 200)
+    store = ChatStore()
+    seed_long_chat(store, CHAT_LENGTH)
+    store.close()
+    envs = {"full": {**env, "CORRAL_HOME": str(full)}, "empty": {**env, "CORRAL_HOME": str(empty)}}
+    for e in envs.values():
+        _ready_ms(e)  # warm-up: disk cache, inspect cache, window.ini (the chat to reopen)
+    times: dict[str, list[float]] = {"full": [], "empty": []}
+    for _ in range(5):
+        for name, e in envs.items():
+            times[name].append(_ready_ms(e))
+    full_ms, empty_ms = (statistics.median(times[k]) for k in ("full", "empty"))
+    return {"startup_ready_full_ms": round(full_ms, 1), "startup_ready_empty_ms": round(empty_ms, 1),
+            "startup_ready_ratio": round(full_ms / empty_ms, 3)}
+
+
 # ---------------------------------------------------------------------- driver
 def run_child(name: str) -> dict[str, float]:
     """One measurement in a child process with its own temporary home; its keys."""
@@ -188,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(MEASUREMENTS):
         rounds = [run_child(name) for _ in range(max(1, args.rounds))]
         for key in rounds[0]:
-            out[key] = round(statistics.median(r[key] for r in rounds), 1)
+            out[key] = round(statistics.median(r[key] for r in rounds), 3 if "ratio" in key else 1)
             if not args.json:
                 print(f"{key:45s} {out[key]:8.1f}   rounds: {', '.join(str(r[key]) for r in rounds)}")
     if args.json:

@@ -1,25 +1,32 @@
-"""Chat mode's view: a column of message bubbles (layout only; the bubbles are in bubble.py).
+"""Chat mode's view: the conversation as a list that scales (issue 17 §1).
 
-The column sticks to the bottom while a reply grows; streamed text is shown at most every
-RENDER_MS (longer when rendering is slow). Colours follow QPalette.
+Messages are rows of a `MessageListModel` (messages/model.py); only the rows near the viewport
+are rendered (Markdown and highlighted code, cached per message and width, least recently used
+evicted) and painted (messages/view.py, painter.py); the actions are drawn and hit-tested
+(messages/interaction.py). A 1000-message chat opens at its end at once and scrolls to its top
+without a freeze, and memory follows what is on screen, not the chat's length.
+
+This module is the API the chat screen uses (see /work/notes/message-list-api.md): content,
+streaming (shown at most every RENDER_MS, less often when rendering is slow), state, and the
+empty conversation's greeting. Colours follow QPalette.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QPalette
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.gui.chat.bubble import MessageBubble
+from app.gui.chat.messages.interaction import InteractiveListView
+from app.gui.chat.messages.model import MessageListModel, MessageRow
+from app.gui.chat.messages.painter import COLUMN_WIDTH
 from app.gui.chat.style import muted
 
+__all__ = ["COLUMN_WIDTH", "EmptyState", "MessageView", "RENDER_MS"]
+
 RENDER_MS = 66       # a streaming reply is shown at most this often
-COLUMN_WIDTH = 860
-SHOWN_AT_FIRST = 60  # older messages wait behind "Show earlier messages"
 
 
 class EmptyState(QWidget):
@@ -41,6 +48,7 @@ class EmptyState(QWidget):
             w.setAlignment(Qt.AlignmentFlag.AlignCenter)
             lay.addWidget(w)
         lay.addWidget(self.library_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addStretch(1)
         self.set_has_models(True)
 
     def set_has_models(self, has_models: bool) -> None:
@@ -56,187 +64,196 @@ class EmptyState(QWidget):
         self.library_button.setVisible(not has_models)
 
 
-class MessageView(QScrollArea):
-    """The conversation: bubbles in a centred column, sticking to the bottom while it grows."""
+class _RowHandle:
+    """The old bubble's few names (message_id, role, text, set_text) over a row, while the
+    chat screen's code moves to the view's methods."""
 
-    editRequested = Signal(int)
-    regenerateRequested = Signal(int)
+    def __init__(self, view: "MessageView", row: MessageRow) -> None:
+        self._view, self._row = view, row
+        self.message_id, self.role = row.message_id, row.role
+
+    @property
+    def text(self) -> str:
+        return self._row.text
+
+    def set_text(self, text: str) -> None:
+        self._view.update_message(self.message_id, text=text)
+
+
+class MessageView(InteractiveListView):
+    """The conversation. Signals: editRequested(id), regenerateRequested(id),
+    inspectRequested(id), copied(str), libraryRequested(), findChanged(current, total),
+    branchRequested(id, step) (reserved)."""
+
     libraryRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        outer = QWidget()
-        outer.setBackgroundRole(QPalette.ColorRole.Base)
-        outer.setAutoFillBackground(True)
-        row = QHBoxLayout(outer)
-        row.setContentsMargins(16, 16, 16, 16)
-        self.column = QWidget()
-        self.column.setMaximumWidth(COLUMN_WIDTH)
-        self.lay = QVBoxLayout(self.column)
-        self.lay.setContentsMargins(0, 0, 0, 0)
-        self.lay.setSpacing(14)
-        self.more_button = QPushButton()
-        self.more_button.setFlat(True)
-        self.more_button.clicked.connect(self._show_earlier)
-        self.more_button.hide()
-        self.lay.addWidget(self.more_button, 0, Qt.AlignmentFlag.AlignHCenter)
-        self.empty = EmptyState()
+    def __init__(self, parent: QWidget | None = None,
+                 model: MessageListModel | None = None) -> None:
+        super().__init__(model, parent)
+        self.empty = EmptyState(self)
         self.empty.library_button.clicked.connect(self.libraryRequested)
-        self.lay.addWidget(self.empty)
-        self.lay.addStretch(1)
-        row.addStretch(0)
-        row.addWidget(self.column, 1)
-        row.addStretch(0)
-        self.setWidget(outer)
-        self.bubbles: list[MessageBubble] = []
-        self._hidden: list[tuple[Any, str]] = []
-        self.streaming: MessageBubble | None = None
-        self._dirty = False
+        self.streaming_id: int | None = None
         self._pending = ""
         self._render_cost = 0.0
         self._timer = QTimer(self, singleShot=True)
         self._timer.timeout.connect(self._render_stream)
-        self._stick = True
-        bar = self.verticalScrollBar()
-        bar.valueChanged.connect(lambda v: setattr(self, "_stick", v >= bar.maximum() - 40))
-        bar.rangeChanged.connect(lambda _lo, hi: self._stick and bar.setValue(hi))
+        self._show_empty()
 
-    # ------------------------------------------------------------------ building
-    def clear(self) -> None:
+    def model_(self) -> MessageListModel:
+        return self.messages
+
+    # ------------------------------------------------------------------ content
+    def set_conversation(self, messages: list[Any], who_for: Callable[[Any], str]) -> None:
+        """Show `messages` (app.core.chats.Message; who_for(message) names the speaker), at
+        their end. A find in progress is cleared (its matches were the other chat's)."""
         self._timer.stop()
-        for bubble in self.bubbles:
-            bubble.deleteLater()
-        self.bubbles, self._hidden, self.streaming = [], [], None
-        self.more_button.hide()
-        self.empty.show()
-        self._stick = True
+        self.streaming_id, self._pending = None, ""
+        self.close_selector()
+        self.current_id = None
+        if self.find_state()[1] or self._needle:
+            self.clear_find()
+        self.messages.set_rows([MessageRow(m.id, m.role, who_for(m), m.content, m.state,
+                                           dict(m.stats)) for m in messages])
+        self.scroll_to_end()
+        self._show_empty()
 
-    def set_messages(self, messages: list[Any], who_for) -> None:
-        """Show `messages` (app.core.chats.Message); who_for(message) names the speaker."""
-        self.clear()
-        older, recent = messages[:-SHOWN_AT_FIRST], messages[-SHOWN_AT_FIRST:]
-        self._hidden = [(m, who_for(m)) for m in older]
-        for m in recent:
-            self._append_bubble(m, who_for(m))
-        self._update_more()
-        self.scroll_to_bottom()
+    def clear(self) -> None:
+        self.set_conversation([], str)
 
-    def _make(self, message: Any, who: str) -> MessageBubble:
-        bubble = MessageBubble(message.id, message.role, who)
-        bubble.copyRequested.connect(lambda text: QGuiApplication.clipboard().setText(text))
-        bubble.editRequested.connect(self.editRequested)
-        bubble.regenerateRequested.connect(self.regenerateRequested)
-        bubble.set_text(message.content)
-        bubble.set_state(message.state, message.stats)
-        return bubble
+    def append_message(self, message: Any, who: str) -> None:
+        self.stick = True
+        self.messages.append_row(MessageRow(message.id, message.role, who, message.content,
+                                            message.state, dict(message.stats)))
+        self._show_empty()
 
-    def _place(self, bubble: MessageBubble, index: int) -> None:
-        # Replies use the column's width; your messages sit on the right, a little narrower.
-        align = Qt.AlignmentFlag.AlignRight if bubble.role == "user" else Qt.AlignmentFlag(0)
-        if bubble.role == "user":
-            bubble.setMaximumWidth(int(COLUMN_WIDTH * 0.85))
-        self.lay.insertWidget(index, bubble, 0, align)
-
-    def _append_bubble(self, message: Any, who: str) -> MessageBubble:
-        bubble = self._make(message, who)
-        self._place(bubble, self.lay.count() - 1)  # before the stretch
-        self.bubbles.append(bubble)
-        self.empty.hide()
-        self._update_actions()
-        return bubble
-
-    def add_message(self, message: Any, who: str) -> MessageBubble:
-        self._stick = True
-        return self._append_bubble(message, who)
-
-    def _show_earlier(self) -> None:
-        batch, self._hidden = self._hidden[-SHOWN_AT_FIRST:], self._hidden[:-SHOWN_AT_FIRST]
-        made = [self._make(m, who) for m, who in batch]
-        for i, bubble in enumerate(made):
-            self._place(bubble, 1 + i)  # after the button
-        self.bubbles[:0] = made
-        self._update_more()
-
-    def _update_more(self) -> None:
-        self.more_button.setText(f"Show {len(self._hidden)} earlier messages")
-        self.more_button.setVisible(bool(self._hidden))
+    def update_message(self, message_id: int, *, text: str | None = None,
+                       state: str | None = None, stats: dict | None = None) -> None:
+        self.messages.update(message_id, text=text, state=state, stats=stats)
 
     def remove_from(self, message_id: int) -> None:
-        """Remove the bubble of `message_id` and every later one."""
-        keep = [b for b in self.bubbles if b.message_id < message_id]
-        for bubble in self.bubbles[len(keep):]:
-            bubble.deleteLater()
-        self.bubbles = keep
-        self.empty.setVisible(not keep and not self._hidden)
-        self._update_actions()
+        """Remove the row of `message_id` and every later one."""
+        if self.streaming_id is not None and self.streaming_id >= message_id:
+            self._timer.stop()
+            self.streaming_id, self._pending = None, ""
+        if self.selector is not None and self.selector.message_id >= message_id:
+            self.close_selector()
+        self.messages.remove_from(message_id)
+        self._show_empty()
 
-    def bubble(self, message_id: int) -> MessageBubble | None:
-        return next((b for b in self.bubbles if b.message_id == message_id), None)
+    def set_has_models(self, has_models: bool) -> None:
+        self.empty.set_has_models(has_models)
 
+    def rows(self) -> list[MessageRow]:
+        return self.messages.rows()
+
+    def row(self, message_id: int) -> MessageRow | None:
+        return self.messages.get(message_id)
+
+    def message_ids(self) -> list[int]:
+        return [r.message_id for r in self.messages.rows()]
+
+    def footer_text(self, message_id: int) -> str:
+        """The footer line as painted ("" for your messages)."""
+        row = self.messages.get(message_id)
+        return row.footer if row is not None else ""
+
+    def dropped_ids(self) -> list[int]:
+        return [r.message_id for r in self.messages.rows() if r.dropped]
+
+    # Old names (the chat screen's code before its switch to the session): kept working.
+    set_messages = set_conversation
+    add_message = append_message
+
+    @property
+    def bubbles(self) -> list[_RowHandle]:
+        return [_RowHandle(self, r) for r in self.messages.rows()]
+
+    def bubble(self, message_id: int) -> _RowHandle | None:
+        row = self.messages.get(message_id)
+        return None if row is None else _RowHandle(self, row)
+
+    # ------------------------------------------------------------------ state
     def set_busy(self, busy: bool) -> None:
-        self._busy = busy
-        self._update_actions()
-
-    def _update_actions(self) -> None:
-        busy = getattr(self, "_busy", False)
-        last_reply = next((b for b in reversed(self.bubbles) if b.role == "assistant"), None)
-        for b in self.bubbles:
-            b.set_actions_enabled(not busy)
-            if b.regen_button is not None:
-                b.regen_button.setVisible(b is last_reply)
+        """While a reply is written, Edit and Regenerate are off."""
+        self.busy = busy
+        self.viewport().update()
 
     def set_dropped_turns(self, turns: int) -> None:
         """Fade the oldest `turns` exchanges: they will not be sent to the model."""
-        seen = len([m for m, _ in self._hidden if m.role == "user"])
-        for b in self.bubbles:
-            if b.role == "user":
-                seen += 1
-            b.set_dropped(0 < seen <= turns)
+        self.messages.set_dropped(turns)
+
+    def scroll_to_bottom(self) -> None:
+        self.scroll_to_end()
+
+    def scroll_to_message(self, message_id: int) -> None:
+        i = self.messages.row_of(message_id)
+        if i is not None:
+            self.ensure_visible(i)
+
+    def at_bottom(self) -> bool:
+        return self.at_end()
 
     # ------------------------------------------------------------------ streaming
-    def begin_stream(self, message: Any, who: str) -> MessageBubble:
-        self.streaming = self.add_message(message, who)
-        self._dirty = False
+    def begin_stream(self, message: Any, who: str) -> None:
+        self.append_message(message, who)
+        self.streaming_id = message.id
         self._pending = ""
-        return self.streaming
 
     def append(self, piece: str) -> None:
-        if self.streaming is None:
+        if self.streaming_id is None:
             return
         self._pending += piece
-        self._dirty = True
         if not self._timer.isActive():
             # Never more often than RENDER_MS, and never more than a quarter of the time.
             self._timer.start(max(RENDER_MS, int(self._render_cost * 4000)))
 
     def _render_stream(self) -> None:
-        if self.streaming is None or not self._dirty:
+        if self.streaming_id is None or not self._pending:
             return
         t0 = time.perf_counter()
-        self._dirty = False
         added, self._pending = self._pending, ""
-        self.streaming.grow(added)
+        self.messages.append_text(self.streaming_id, added)  # only that row is laid out again
         self._render_cost = time.perf_counter() - t0
 
     def end_stream(self, state: str, stats: dict[str, Any], text: str | None = None) -> None:
-        bubble, self.streaming = self.streaming, None
+        """The reply ended: show `text` (what the store saved) or what streamed, and its
+        footer (stats, why it stopped)."""
+        mid, self.streaming_id = self.streaming_id, None
         self._timer.stop()
-        if bubble is None:
+        if mid is None:
             return
-        bubble.text = text if text is not None else bubble.text + self._pending
+        row = self.messages.get(mid)
+        final = text if text is not None else (row.text if row else "") + self._pending
         self._pending = ""
-        bubble.render()
-        bubble.set_state(state, stats)
-        self._update_actions()
+        self.messages.update(mid, text=final, state=state, stats=stats)
+
+    # ------------------------------------------------------------------ the rest
+    def _show_empty(self) -> None:
+        empty = not len(self.messages)
+        self.empty.setVisible(empty)
+        if empty:
+            self._place_empty()
+
+    def _place_empty(self) -> None:
+        rect = self.viewport().geometry()
+        self.empty.setGeometry(rect)
+        self.empty.setContentsMargins(0, int(rect.height() * 0.28), 0, 0)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - the greeting sits a third down
         super().resizeEvent(event)
-        self.empty.setContentsMargins(0, int(self.viewport().height() * 0.28), 0, 0)
+        self._place_empty()
 
-    def scroll_to_bottom(self) -> None:
-        self._stick = True
-        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(
-            self.verticalScrollBar().maximum()))
+    @staticmethod
+    def warm_up() -> None:
+        """Pay first-use costs once idle after start-up (not in the first reply): render a
+        throw-away message with Markdown and highlighted code, so PySide makes its lazily
+        created types and Pygments' lexer is loaded."""
+        from PySide6.QtWidgets import QApplication
+
+        from app.gui.chat.messages.render import Look, RenderCache
+
+        app = QApplication.instance()
+        cache = RenderCache(capacity=1)
+        cache.get(0, "**warm** `up`\n\n- a\n\n```python\nx = 1\n```", 0, 300,
+                  Look(app.font(), app.palette()))
+        cache.clear()
