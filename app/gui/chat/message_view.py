@@ -114,6 +114,8 @@ class MessageView(InteractiveListView):
             self.clear_find()
         self.messages.set_rows([MessageRow(m.id, m.role, who_for(m), m.content, m.state,
                                            dict(m.stats)) for m in messages])
+        if messages and self.hasFocus():  # the keyboard starts from the end, where the eyes are
+            self.current_id = messages[-1].id
         self.scroll_to_end()
         self._show_empty()
 

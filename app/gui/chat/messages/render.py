@@ -94,33 +94,41 @@ class RenderedMessage:
         self.natural_width = 0
         self._last_full = 0.0
         self._full_cost = 0.0
-        self._set(text, full=True)
+        self._set(text)
 
     # ------------------------------------------------------------------ content
-    def update_text(self, text: str, version: int) -> None:
-        """The message changed (a streaming reply grew, an edit): update what must be."""
+    def update_text(self, text: str, version: int, streaming: bool = False) -> None:
+        """The message changed (a streaming reply grew, an edit, its end): update what must
+        be. While it streams, new text is appended as it is when it cannot change the
+        segments; once it stops, a text appended that way is parsed as Markdown again."""
         self.version = version
-        if text == self.text:  # only the state or stats changed
+        if text == self.text and (streaming or not self._partial):
             return
         grown = text.startswith(self.text) and self.parts and not self.hidden_lines
         added = text[len(self.text):] if grown else ""
-        if grown and len(text) <= MAX_SHOWN_CHARS and not (set(added) & _FENCE_CHARS):
+        if streaming and grown and len(text) <= MAX_SHOWN_CHARS \
+                and not (set(added) & _FENCE_CHARS):
             last = self.parts[-1]
-            now = time.monotonic()
-            recent = now - self._last_full < max(MARKDOWN_MS / 1000, 20 * self._full_cost)
-            if last.is_code or recent:
+            open_code = last.is_code and not last.segment.closed
+            recent = time.monotonic() - self._last_full < max(MARKDOWN_MS / 1000,
+                                                                20 * self._full_cost)
+            if open_code or (recent and not last.is_code):
                 self.text = self.shown = text
                 cursor = QTextCursor(last.doc)
                 cursor.movePosition(QTextCursor.MoveOperation.End)
                 cursor.insertText(added)
+                # Prose appended as it is is marked not `closed`, so the next full render
+                # (whose segments are all closed prose) sees it differs and parses it again.
                 last.segment = Segment(last.segment.kind, last.segment.text + added,
-                                       last.segment.lang, last.segment.closed)
+                                       last.segment.lang, last.segment.closed and open_code)
+                self._partial = not open_code  # prose appended as plain text
                 self._measure()
                 return
-        self._set(text, full=True)
+        self._set(text)
 
-    def _set(self, text: str, full: bool) -> None:
+    def _set(self, text: str) -> None:
         t0 = time.monotonic()
+        self._partial = False
         self.text = text
         self.shown, self.hidden_lines = _shown(text)
         segments = split_markdown(self.shown) or [Segment("text", "")]
@@ -237,8 +245,8 @@ class RenderCache:
         self._items: OrderedDict[int, RenderedMessage] = OrderedDict()
         self.made = 0  # messages rendered from scratch since the start (for tests and benches)
 
-    def get(self, message_id: int, text: str, version: int, width: int,
-            look: Look) -> RenderedMessage:
+    def get(self, message_id: int, text: str, version: int, width: int, look: Look,
+            streaming: bool = False) -> RenderedMessage:
         item = self._items.get(message_id)
         if item is not None and item.look_key != look.key():
             self.drop(message_id)
@@ -253,7 +261,7 @@ class RenderCache:
         else:
             self._items.move_to_end(message_id)
             item.set_width(width)
-            item.update_text(text, version)
+            item.update_text(text, version, streaming)
         return item
 
     def peek(self, message_id: int) -> RenderedMessage | None:
