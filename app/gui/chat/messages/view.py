@@ -108,7 +108,8 @@ class MessageListView(QAbstractScrollArea):
         becomes exact."""
         row = self.messages.at(i)
         item = self.cache.get(row.message_id, row.text, row.version,
-                              self.painter.body_width(row.role, self._col_w), self.look)
+                              self.painter.body_width(row.role, self._col_w), self.look,
+                              row.state == "streaming")
         height = self.painter.row_height(row, item.height, self._col_w)
         self._exact[row.message_id] = (row.version, self._col_w, height)
         self.layout_.set_height(i, height, True)
