@@ -64,22 +64,6 @@ class EmptyState(QWidget):
         self.library_button.setVisible(not has_models)
 
 
-class _RowHandle:
-    """The old bubble's few names (message_id, role, text, set_text) over a row, while the
-    chat screen's code moves to the view's methods."""
-
-    def __init__(self, view: "MessageView", row: MessageRow) -> None:
-        self._view, self._row = view, row
-        self.message_id, self.role = row.message_id, row.role
-
-    @property
-    def text(self) -> str:
-        return self._row.text
-
-    def set_text(self, text: str) -> None:
-        self._view.update_message(self.message_id, text=text)
-
-
 class MessageView(InteractiveListView):
     """The conversation. Signals: editRequested(id), regenerateRequested(id),
     inspectRequested(id), copied(str), libraryRequested(), findChanged(current, total),
@@ -161,18 +145,6 @@ class MessageView(InteractiveListView):
 
     def dropped_ids(self) -> list[int]:
         return [r.message_id for r in self.messages.rows() if r.dropped]
-
-    # Old names (the chat screen's code before its switch to the session): kept working.
-    set_messages = set_conversation
-    add_message = append_message
-
-    @property
-    def bubbles(self) -> list[_RowHandle]:
-        return [_RowHandle(self, r) for r in self.messages.rows()]
-
-    def bubble(self, message_id: int) -> _RowHandle | None:
-        row = self.messages.get(message_id)
-        return None if row is None else _RowHandle(self, row)
 
     # ------------------------------------------------------------------ state
     def set_busy(self, busy: bool) -> None:

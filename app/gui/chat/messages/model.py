@@ -52,11 +52,6 @@ class MessageRow:
                 lines.append(f"{label}: {self.stats[key]}")
         return "\n".join(lines)
 
-    # Old names of the bubble this replaces (turns.py uses them during the switch).
-    def set_text(self, text: str) -> None:
-        self.text = text
-        self.version += 1
-
 
 @dataclass(frozen=True)
 class Match:
