@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Library().import_file(model_path, LINK)  # linked: used in place, never copied
     app, window, screen, worker = build(args.screen_only)
-    model = screen.controller.library.find_path(model_path)
+    model = screen.session.library.find_path(model_path)
     meter = StallMeter()
     print(f"platform {app.platformName()}, "
           f"{'the chat screen alone' if window is None else 'the main window'}, "
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     idle.exec()
     meter.start()
     t0 = time.perf_counter()
-    screen.controller.choose_model(model.id)
+    screen.session.choose_model(model.id)
     loaded = wait_for(worker.loaded, 600)[0]
     load_late = meter.stop()
     load_max, load_p99 = summary(load_late)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         screen.shutdown()
         worker.dispose()
-        screen.controller.store.close()
+        screen.session.store.close()
     return 0
 
 

@@ -23,7 +23,7 @@ from app.core.settings import load_settings
 from app.gui.chat import ChatScreen
 from app.gui.chat.prompt_inspector import decode_stops, encode_stops
 from app.gui.chat.segments import split_markdown
-from app.core.turns import ModelRef, TurnOptions, TurnRequest, make_default_template
+from app.core.turns import ModelRef, TurnOptions, TurnRequest
 from app.gui.workers import EngineWorker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def idle(screen: ChatScreen) -> bool:
 def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, vicuna):
     app = apps()
     screen = app.screen
-    assert screen.controller.model().id == vicuna
+    assert screen.session.model().id == vicuna
     app.knobs(threads=1, context=2048, max_tokens=2000, seed=11, temperature=0.8)
 
     # Send; stop as soon as the first tokens arrive.
@@ -103,8 +103,8 @@ def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, 
     assert (user.role, user.content) == ("user", "hello world")
     assert reply.state == "interrupted" and reply.stats["stop_reason"] == "cancelled"
     assert 0 < reply.stats["generated_tokens"] < 2000
-    bubble = screen.messages.bubbles[-1]
-    assert bubble.text == reply.content and "stop: stopped" in bubble.stats_label.text()
+    assert screen.messages.row(reply.id).text == reply.content
+    assert "stop: stopped by you" in screen.messages.footer_text(reply.id)
     # The inspector names the template, detected from the file name.
     assert screen.inspector.template_label.text().startswith("Template: Vicuna")
 
@@ -118,13 +118,12 @@ def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, 
     assert reply.stats["generated_tokens"] == 24 and reply.stats["decode_tps"] > 0
     assert reply.stats["model"] == vicuna and reply.stats["template"] == "vicuna-v1.1"
     assert reply.stats["seed"] == 11
-    stats_text = screen.messages.bubbles[-1].stats_label.text()
+    stats_text = screen.messages.footer_text(reply.id)
     assert "24 tokens" in stats_text and "tok/s" in stats_text and "first token" in stats_text
     assert "USER: hello world ASSISTANT:" in screen.inspector.prompt.toPlainText()
 
     # Edit the question and resend it with Enter: the old reply goes, a new one comes.
-    user_bubble = screen.messages.bubbles[0]
-    user_bubble.edit_button.click()
+    screen.messages.editRequested.emit(user.id)  # the message's Edit action
     assert screen.composer.editing == user.id
     screen.composer.set_text("hello again")
     qtbot.keyClick(screen.composer.edit, Qt.Key.Key_Return)
@@ -136,16 +135,16 @@ def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, 
     assert messages[0].content == "hello again" and messages[0].id == user.id
     final = messages[1]
     assert final.content and final.stats["generated_tokens"] == 24
-    assert [b.message_id for b in screen.messages.bubbles] == [user.id, final.id]
+    assert screen.messages.message_ids() == [user.id, final.id]
     app.close()
 
     # Start again: the conversation, its reply and the stats line are all there.
     again = apps()
     assert again.screen.current_conversation_id() == conv.id
-    bubbles = again.screen.messages.bubbles
-    assert [(b.role, b.text) for b in bubbles] == [("user", "hello again"),
-                                                    ("assistant", final.content)]
-    assert "24 tokens" in bubbles[1].stats_label.text()
+    rows = again.screen.messages.rows()
+    assert [(r.role, r.text) for r in rows] == [("user", "hello again"),
+                                                ("assistant", final.content)]
+    assert "24 tokens" in again.screen.messages.footer_text(final.id)
     assert again.screen.parameters.values()["max_tokens"] == 24  # the conversation's knobs
     items = again.screen.conversations.list
     assert items.count() == 1 and items.item(0).text() == "hello world"
@@ -221,9 +220,8 @@ def test_a_reply_killed_mid_way_is_there_after_a_restart_marked_interrupted(
     user, reply = app.store.messages(conv.id)
     assert user.content == "tell me a very long story"
     assert reply.state == "interrupted" and len(reply.content) >= int(line.split()[1])
-    bubble = app.screen.messages.bubbles[-1]
-    assert bubble.text == reply.content
-    assert "interrupted" in bubble.stats_label.text()
+    assert app.screen.messages.row(reply.id).text == reply.content
+    assert "interrupted" in app.screen.messages.footer_text(reply.id)
 
 
 def test_completion_mode_streams_into_the_text_with_a_dalai_preset(qtbot, apps, vicuna):
@@ -268,14 +266,13 @@ def test_a_conversation_longer_than_the_context_warns_and_sends_it_cut(qtbot, ap
     app = apps()
     screen = app.screen
     assert screen.current_conversation_id() == conv.id
-    screen.controller._load_model()
+    screen.session.load_model()
     banner = screen.context_banner
     qtbot.waitUntil(lambda: banner.isVisible() and "oldest" in banner.label.text(), timeout=WAIT)
     text = banner.label.text()
     assert "256 tokens" in text and "will not be sent" in text
-    faded = [b for b in screen.messages.bubbles if b.graphicsEffect() is not None]
-    assert faded and faded[0] is screen.messages.bubbles[0]
-    assert screen.messages.bubbles[-1].graphicsEffect() is None
+    ids, faded = screen.messages.message_ids(), screen.messages.dropped_ids()
+    assert faded and faded[0] == ids[0] and ids[-1] not in faded
     assert "left out" in screen.inspector.tokens.text()
 
     # Send: the prompt that reaches the engine is cut, oldest turns first, and fits.
@@ -319,8 +316,8 @@ def test_new_rename_search_and_delete_conversations(qtbot, apps, vicuna, monkeyp
     assert lst.list.count() == 2 and screen.current_conversation_id() == b.id
     screen.new_chat_action.trigger()
     # A new, unsaved conversation (id 0) with the same model; nothing stored until it is used.
-    assert (screen.current_conversation_id(), screen.controller.conv.model_id) == (0, vicuna)
-    assert screen.messages.bubbles == [] and lst.list.count() == 2
+    assert (screen.current_conversation_id(), screen.session.conv.model_id) == (0, vicuna)
+    assert screen.messages.rows() == [] and lst.list.count() == 2
     lst.search.setText("alpaca")
     qtbot.waitUntil(lambda: lst.list.count() == 1, timeout=5000)
     assert lst.list.item(0).text() == "Llamas"
@@ -329,10 +326,10 @@ def test_new_rename_search_and_delete_conversations(qtbot, apps, vicuna, monkeyp
     lst.renameRequested.emit(a.id, "Camelids")
     assert app.store.conversation(a.id).title == "Camelids"
     screen.open_conversation(a.id)
-    assert screen.messages.bubbles[0].text == "about alpacas"
+    assert screen.messages.rows()[0].text == "about alpacas"
     lst.deleteRequested.emit(a.id)
     assert [c.id for c in app.store.conversations()] == [b.id]
-    assert screen.controller.conv.id == 0  # a fresh draft after deleting the open one
+    assert screen.session.conv.id == 0  # a fresh draft after deleting the open one
 
 
 def test_worker_coalesces_tokens_and_stops_a_load(qtbot, home, tiny_model):
@@ -380,14 +377,14 @@ def test_switching_conversation_mid_reply_stops_it_and_keeps_what_was_written(
     app.knobs(threads=1, context=2048, max_tokens=2000)
     with qtbot.waitSignal(app.worker.tokens, timeout=WAIT):
         screen.send("hello world")
-    busy = screen.controller.conv.id
+    busy = screen.session.conv.id
     screen.open_conversation(other.id)  # stops the reply; the worker still saves it
-    assert idle(screen) and screen.messages.bubbles[0].text == "an older question"
+    assert idle(screen) and screen.messages.rows()[0].text == "an older question"
     qtbot.waitUntil(lambda: not app.worker.busy, timeout=WAIT)
     reply = app.store.messages(busy)[-1]
     assert reply.state == "interrupted" and reply.content
     screen.open_conversation(busy)
-    assert screen.messages.bubbles[-1].text == reply.content
+    assert screen.messages.rows()[-1].text == reply.content
 
 
 def test_template_choice_applies_to_its_conversation_only_and_the_prompt_can_be_overridden(
@@ -405,7 +402,7 @@ def test_template_choice_applies_to_its_conversation_only_and_the_prompt_can_be_
     screen.side.setVisible(True)
     screen.inspector.override.setChecked(True)
     screen.inspector.prompt.setPlainText("Once upon a time")
-    qtbot.waitUntil(lambda: screen.controller.conv.options.get("prompt_override")
+    qtbot.waitUntil(lambda: screen.session.conv.options.get("prompt_override")
                     == "Once upon a time", timeout=5000)
     with qtbot.waitSignal(app.worker.promptReady, timeout=WAIT) as sent:
         screen.send("ignored by the override")
@@ -425,9 +422,15 @@ def test_template_choice_applies_to_its_conversation_only_and_the_prompt_can_be_
     assert screen.parameters.values()["temperature"] == 0.0
     # The template chosen in that chat is not: the next chat is automatic (Vicuna) again…
     assert screen.inspector.template_label.text().startswith("Template: Vicuna")
-    # …until the explicit call makes ChatML the model's default.
-    make_default_template(Library(), vicuna, "chatml")
-    screen.controller._choices.clear()
+    # …until the template menu's explicit action makes ChatML the model's default.
+    index = combo.findData("chatml")
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+    assert Library().model_settings(vicuna).template is None
+    assert screen.toolbar.make_default_action.isEnabled()
+    screen.toolbar.make_default_action.trigger()
+    assert Library().model_settings(vicuna).template == "chatml"
+    assert not screen.toolbar.make_default_action.isEnabled()  # it is the default now
     screen.new_chat()
     assert "ChatML" in screen.inspector.template_label.text()
     assert screen.toolbar.template.itemText(0).startswith("Auto: ChatML")

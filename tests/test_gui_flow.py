@@ -39,8 +39,8 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     qtbot.waitUntil(lambda: window.chat_screen is not None and not window.showing_welcome(),
                     timeout=WAIT)
     chat = window.chat_screen
-    qtbot.waitUntil(lambda: chat.controller.model() is not None, timeout=WAIT)
-    assert chat.controller.model().id == model_file.stem
+    qtbot.waitUntil(lambda: chat.session.model() is not None, timeout=WAIT)
+    assert chat.session.model().id == model_file.stem
     for key, value in dict(threads=1, max_tokens=2000, seed=5, temperature=0.8).items():
         chat.parameters.fields[key].setValue(value)
 
@@ -49,17 +49,17 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     window.engine.tokens.connect(lambda _rid, text: streamed.append(text))
     chat.composer.set_text("hello llama")
     qtbot.keyClick(chat.composer.edit, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: bool(streamed) and bool(chat.messages.bubbles[-1].text), timeout=WAIT)
+    qtbot.waitUntil(lambda: bool(streamed) and bool(chat.messages.rows()[-1].text), timeout=WAIT)
     chat.stop()
     qtbot.waitUntil(lambda: not chat.is_busy(), timeout=WAIT)
-    store = chat.controller.store
+    store = chat.session.store
     conv = store.conversations()[0]
     user, reply = store.messages(conv.id)
     assert user.content == "hello llama" and reply.state == "interrupted"
     # Everything streamed was saved, and nothing else: the whole text, on screen too.
     assert reply.content and "".join(streamed) == reply.content
-    assert chat.messages.bubbles[-1].text == reply.content
-    assert "stop: stopped" in chat.messages.bubbles[-1].stats_label.text()
+    assert chat.messages.row(reply.id).text == reply.content
+    assert "stop: stopped by you" in chat.messages.footer_text(reply.id)
 
     # Regenerate with a short limit: the stopped reply is replaced by a complete one.
     chat.parameters.fields["max_tokens"].setValue(16)
@@ -69,10 +69,10 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     qtbot.waitUntil(lambda: not chat.is_busy(), timeout=WAIT)
     user, reply = store.messages(conv.id)
     assert reply.state == "complete" and reply.stats["generated_tokens"] == 16
-    assert "".join(streamed) == reply.content == chat.messages.bubbles[-1].text
+    assert "".join(streamed) == reply.content == chat.messages.row(reply.id).text
 
     # Edit the question and resend it.
-    chat.messages.bubbles[0].edit_button.click()
+    chat.messages.editRequested.emit(user.id)  # the question's Edit action
     streamed.clear()
     chat.composer.set_text("hello alpaca")
     qtbot.keyClick(chat.composer.edit, Qt.Key.Key_Return)
@@ -81,7 +81,7 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     user, reply = store.messages(conv.id)
     assert user.content == "hello alpaca" and reply.state == "complete"
     assert reply.stats["generated_tokens"] == 16 and reply.stats["template"] == "vicuna-v1.1"
-    assert "".join(streamed) == reply.content == chat.messages.bubbles[-1].text
+    assert "".join(streamed) == reply.content == chat.messages.row(reply.id).text
     final = reply.content
     window.close()  # quit: the engine, the chat database and the downloads are shut down
 
@@ -90,8 +90,8 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     qtbot.waitUntil(lambda: again.chat_screen is not None, timeout=WAIT)
     chat = again.chat_screen
     qtbot.waitUntil(lambda: chat.current_conversation_id() == conv.id, timeout=WAIT)
-    bubbles = chat.messages.bubbles
-    assert [(b.role, b.text) for b in bubbles] == [("user", "hello alpaca"), ("assistant", final)]
-    stats = bubbles[1].stats_label.text()
+    rows = chat.messages.rows()
+    assert [(r.role, r.text) for r in rows] == [("user", "hello alpaca"), ("assistant", final)]
+    stats = chat.messages.footer_text(rows[1].message_id)
     assert "16 tokens" in stats and "tok/s" in stats and "first token" in stats
     assert not again.showing_welcome()

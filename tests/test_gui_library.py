@@ -159,7 +159,7 @@ def test_chat_with_this_model_goes_to_the_chat(library, window, qtbot, tiny_mode
     assert window.current_screen() == "chat"
     assert not window.showing_welcome()
     # A new chat with that model, which starts loading (the status bar follows the engine).
-    assert window.chat_screen.controller.conv.model_id == "corral-tiny.F32"
+    assert window.chat_screen.session.conv.model_id == "corral-tiny.F32"
     qtbot.waitUntil(lambda: window.status.model.text() == "Model: corral-tiny.F32", timeout=60000)
 
 

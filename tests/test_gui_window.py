@@ -78,8 +78,10 @@ def test_each_shortcut_reaches_its_screen_or_handler(chat_window, qtbot):
         assert [n for n, b in window.sidebar.buttons.items() if b.isChecked()] == [screen]
     chat = window.chat_screen
 
-    qtbot.keyClick(window, Qt.Key.Key_F, CTRL)  # find in conversation
-    qtbot.waitUntil(lambda: chat.conversations.search.hasFocus(), timeout=3000)
+    qtbot.keyClick(window, Qt.Key.Key_F, CTRL)  # find in conversation: the bar over it
+    qtbot.waitUntil(lambda: chat.find_bar.field.hasFocus(), timeout=3000)
+    qtbot.keyClick(chat.find_bar.field, Qt.Key.Key_Escape)
+    assert not chat.find_bar.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_2, CTRL)
     qtbot.keyClick(window, Qt.Key.Key_F, CTRL)  # on the Library: its search
     library = window.slots["library"].screen
@@ -88,11 +90,12 @@ def test_each_shortcut_reaches_its_screen_or_handler(chat_window, qtbot):
     assert window.current_screen() == "chat"
     qtbot.waitUntil(lambda: chat.conversations.search.hasFocus(), timeout=3000)
 
-    qtbot.keyClick(window, Qt.Key.Key_K, CTRL)  # the model picker, open
-    picker = chat.toolbar.model
-    qtbot.waitUntil(lambda: picker.view().isVisible(), timeout=3000)
-    picker.hidePopup()
-    assert picker.hasFocus()
+    qtbot.keyClick(window, Qt.Key.Key_K, CTRL)  # the model picker, open, typing in its search
+    picker = chat.toolbar.picker
+    qtbot.waitUntil(lambda: picker.isVisible() and picker.search.hasFocus(), timeout=3000)
+    qtbot.keyClick(picker.search, Qt.Key.Key_Escape)
+    assert not picker.isVisible()
+    qtbot.waitUntil(chat.toolbar.model.hasFocus, timeout=3000)
 
     qtbot.keyClick(window, Qt.Key.Key_2, CTRL)
     qtbot.keyClick(window, Qt.Key.Key_N, CTRL)

@@ -187,7 +187,7 @@ def shoot_chat(window, out: Path, tinyllama: Path, width: int) -> None:
     chat = window.chat_screen
     # Chat mode, with the demo conversation's model loaded by the real engine.
     demo.show_demo(chat, "chat")
-    chat.controller.choose_model(tinyllama.stem)
+    chat.session.choose_model(tinyllama.stem)
     wait(lambda: window.status.model.text() == f"Model: {tinyllama.stem}", 120, "the model to load")
     chat.splitter.setSizes([220, width - 92 - 220 - 320, 320])
     settle(0.8)

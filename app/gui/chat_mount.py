@@ -132,7 +132,7 @@ class ChatMountMixin:
     def _library_changed(self, items: list) -> None:
         if self.chat_screen is None:  # not built yet, or its problem is shown instead
             return
-        self.chat_screen.refresh_models()
+        self.chat_screen.refresh_models([(i.model, i.family) for i in items])
         first_run = not any(i.model.ok for i in items) and self.chat_store.count() == 0
         self._chat_slot.setCurrentWidget(self.welcome if first_run else self.chat_screen)
         # Never on a welcome button that is not shown any more; once the screen swapped in is

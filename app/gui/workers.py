@@ -5,7 +5,8 @@
     rid = worker.generate(TurnRequest(...), writer)
                                           # → promptReady(rid, PreparedTurn), promptProgress…,
                                           #   tokens…, finished(rid, TurnResult) | failed(rid, text)
-    worker.check_context(TurnRequest(...))  # → contextChecked(seq, PreparedTurn | text)
+    worker.check_context(TurnRequest(...))  # → contextChecked(seq, PreparedTurn |
+                                          #   ContextOverflow | text)
     worker.stop()                         # from the GUI thread: ends a load or a reply now
     worker.dispose()                      # stop, close the engine, quit() and wait()
 
@@ -28,6 +29,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.engine import Engine, EngineError, LoadedModel, LoadSettings
+from app.core.templates import ContextOverflow
 from app.core.turns import (LocalBackend, ModelRef, PreparedTurn, Turn, TurnListener,
                             TurnRequest, TurnStopped, failure_text)
 
@@ -74,7 +76,7 @@ class _Backend(QObject):
     tokens = Signal(int, str)
     finished = Signal(int, object)   # rid, TurnResult
     failed = Signal(int, str)
-    contextChecked = Signal(int, object)  # seq, PreparedTurn | str (why it cannot fit)
+    contextChecked = Signal(int, object)  # seq, PreparedTurn | ContextOverflow | str (an error)
     busyChanged = Signal(bool)
 
     def __init__(self, front: "EngineWorker", log_file: Path | None, coalesce_s: float) -> None:
@@ -144,13 +146,17 @@ class _Backend(QObject):
     # ------------------------------------------------------------------ prompts
     @Slot(int, object)
     def check_context(self, seq: int, request: TurnRequest) -> None:
-        """How the next reply's prompt fits, if the model it needs is loaded (else no answer)."""
+        """How the next reply's prompt fits, if the model it needs is loaded (else no answer):
+        the PreparedTurn, the ContextOverflow (its token count, exact or a lower bound), or
+        another failure in words."""
         turns = self.turns
         if seq != self.front._check_seq or turns is None or request.model.path is None \
                 or turns.loaded_path() != Path(request.model.path):
             return
         try:
             self.contextChecked.emit(seq, turns.prepare(request, load=False))
+        except ContextOverflow as exc:
+            self.contextChecked.emit(seq, exc)
         except Exception as exc:  # noqa: BLE001 - said in the banner, never lost
             self.contextChecked.emit(seq, failure_text(exc))
 
@@ -262,7 +268,7 @@ class EngineWorker(QObject):
 
     def check_context(self, request: TurnRequest) -> int:
         """Ask how `request` would fit the loaded model's context; only the latest check runs.
-        Answered by contextChecked(seq, PreparedTurn or an error text)."""
+        Answered by contextChecked(seq, PreparedTurn, ContextOverflow or an error text)."""
         self._check_seq += 1
         self._check.emit(self._check_seq, request)
         return self._check_seq

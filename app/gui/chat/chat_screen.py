@@ -4,27 +4,35 @@ completion text) in the middle, parameters and the prompt inspector on the right
     screen = ChatScreen(store, worker, library, settings)
 
 The shell owns the four dependencies: it disposes the worker (`worker.dispose()`) and closes
-the store after `screen.shutdown()`. Behaviour lives in `ChatController` (controller.py); this
-module is layout, the public API and the keyboard actions.
+the store after `screen.shutdown()`. The screen's state and behaviour are its `ChatSession`
+(session.py); every widget here takes the session in its constructor and subscribes to it.
+This module is the layout, the keyboard actions and the shell's public API.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+import gc
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout,
+                               QWidget)
 
 from app.core.chats import ChatStore
 from app.core.library import Library
 from app.core.settings import Settings
 from app.core.templates import TemplateRegistry
+from app.gui.chat import highlight
 from app.gui.chat.completion_view import CompletionView
 from app.gui.chat.composer import Composer
-from app.gui.chat.controller import ChatController
 from app.gui.chat.conversation_list import ConversationList
+from app.gui.chat.find_bar import FindBar
+from app.gui.chat.message_binding import bind_messages
 from app.gui.chat.message_view import MessageView
 from app.gui.chat.parameter_panel import ParameterPanel
 from app.gui.chat.prompt_inspector import PromptInspector
+from app.gui.chat.session import ChatSession
 from app.gui.chat.toolbar import Banner, ChatToolbar
 from app.gui.overlay import EdgeOverlay
 from app.gui.workers import EngineWorker
@@ -44,15 +52,17 @@ class ChatScreen(QWidget):
                  registry: TemplateRegistry | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatScreen")
-        self.conversations = ConversationList()
-        self.toolbar = ChatToolbar()
+        self.session = session = ChatSession(store, worker, library, settings, registry, self)
+        self.conversations = ConversationList(session)
+        self.toolbar = ChatToolbar(session)
         self.messages = MessageView()
-        self.completion = CompletionView()
-        self.composer = Composer()
+        bind_messages(session, self.messages)
+        self.completion = CompletionView(session)
+        self.composer = Composer(session)
         self.context_banner = Banner(closable=False)
         self.error_banner = Banner()
-        self.parameters = ParameterPanel()
-        self.inspector = PromptInspector()
+        self.parameters = ParameterPanel(session)
+        self.inspector = PromptInspector(session)
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.messages)
@@ -64,12 +74,15 @@ class ChatScreen(QWidget):
         col.addWidget(self.toolbar)
         col.addWidget(self.stack, 1)
         col.addWidget(self.composer)
-        # The banners float over the foot of the conversation, just above the composer: one
-        # appearing or hiding moves nothing (in the layout they resized it by 28-49 px).
+        # The banners float over the foot of the conversation, just above the composer (the
+        # draft's warning lowest, nearest the box): one appearing or hiding moves nothing.
         self.banners = EdgeOverlay(center, self.stack, "bottom", margins=(16, 4, 16, 4),
                                    spacing=4)
-        self.banners.add(self.error_banner)
-        self.banners.add(self.context_banner)
+        for banner in (self.error_banner, self.context_banner, self.composer.warning):
+            self.banners.add(banner)
+        self.find_bar = FindBar(self.messages)
+        self.find_overlay = EdgeOverlay(center, self.stack, "top", margins=(16, 6, 16, 6))
+        self.find_overlay.add(self.find_bar)
 
         self.side = QTabWidget()
         self.side.setDocumentMode(True)
@@ -92,8 +105,48 @@ class ChatScreen(QWidget):
         self.toolbar.panelToggled.connect(self.side.setVisible)
 
         self._make_actions()
-        self.controller = ChatController(self, store, worker, library, settings,
-                                         registry or TemplateRegistry())
+        self._subscribe()
+        session.start()
+        QTimer.singleShot(1500, self, self._warm_up)  # not if the screen is gone by then
+
+    def _subscribe(self) -> None:
+        s = self.session
+        s.opened.connect(self._opened)
+        s.problem.connect(self.error_banner.show_message)
+        s.problemCleared.connect(self.error_banner.hide)
+        s.contextShown.connect(self._context)
+        s.busyChanged.connect(lambda _busy: self.stop_action.setEnabled(s.can_stop))
+        s.loadingChanged.connect(lambda *_: self.stop_action.setEnabled(s.can_stop))
+        s.status.connect(self._status)
+        s.libraryWanted.connect(self.libraryRequested)
+        self.messages.libraryRequested.connect(self.libraryRequested)
+        self.messages.inspectRequested.connect(lambda _mid: self.show_prompt_panel())
+        self.conversations.exportRequested.connect(self.export)
+
+    def _opened(self, conv, _messages) -> None:
+        chat = conv.mode == "chat"
+        self.stack.setCurrentWidget(self.messages if chat else self.completion)
+        self.composer.setVisible(chat)
+        self.context_banner.hide()
+
+    def _context(self, view) -> None:
+        if view.banner:
+            self.context_banner.show_message(view.banner, view.kind)
+        else:
+            self.context_banner.hide()
+
+    def _status(self, info: dict, message: str) -> None:
+        self.engineStatus.emit(info)
+        self.statusMessage.emit(message)
+
+    def _warm_up(self) -> None:
+        """Once idle after start-up, pay the first-use costs now rather than in the first reply:
+        Pygments is imported in a thread, the message list makes what it makes lazily; then
+        gc.freeze() keeps the start-up heap out of the garbage collector's full passes (each
+        took ~20-40 ms on the GUI thread, a visible pause mid-reply)."""
+        highlight.prewarm()
+        MessageView.warm_up()
+        gc.freeze()
 
     # ------------------------------------------------------------------ actions
     def _make_actions(self) -> None:
@@ -107,15 +160,15 @@ class ChatScreen(QWidget):
             self.addAction(a)
             return a
 
+        s = self.session
         self.new_chat_action = action("New chat", QKeySequence.StandardKey.New,
                                       lambda: self.new_chat())
         self.search_action = action("Search chats", QKeySequence.StandardKey.Find,
                                     self.focus_search)
-        self.stop_action = action("Stop", Qt.Key.Key_Escape, lambda: self.stop(),
+        self.stop_action = action("Stop", Qt.Key.Key_Escape, s.stop,
                                   "Stop the reply or the model load (Esc)")
         self.stop_action.setEnabled(False)
-        self.regenerate_action = action("Regenerate", "Ctrl+Shift+R",
-                                        lambda: self.controller.regenerate_last())
+        self.regenerate_action = action("Regenerate", "Ctrl+Shift+R", s.regenerate_last)
         self.panel_action = action("Show parameters and prompt", "Ctrl+Shift+P",
                                    lambda: self.toolbar.panel.toggle())
         self.export_action = action("Export chat…", None, lambda: self.export_current(),
@@ -129,39 +182,56 @@ class ChatScreen(QWidget):
 
     # ------------------------------------------------------------------ public API
     def new_chat(self, model_id: str | None = None) -> None:
-        self.controller.new_chat(model_id)
+        self.session.new_chat(model_id)
+        self.composer.focus()
 
     def chat_with_model(self, model_id: str) -> None:
         """The Library's "Chat with this model": a new chat with it, and start loading it."""
-        self.controller.new_chat(model_id, load=True)
+        self.session.new_chat(model_id, load=True)
+        self.composer.focus()
 
     def open_conversation(self, conversation_id: int) -> None:
-        self.controller.open(conversation_id)
+        self.session.open(conversation_id)
 
-    def send(self, text: str) -> None:
-        self.controller.send(text)
+    def send(self, text: str) -> bool:
+        return self.session.send(text)
 
     def stop(self) -> None:
-        self.controller.stop()
+        self.session.stop()
 
     def export_current(self) -> None:
         """Ask where, then save the open conversation as Markdown (.md) or JSON (.json)."""
-        if self.controller.conv is not None and self.controller.conv.id:
-            self.controller.export(self.controller.conv.id)
+        conv = self.session.conv
+        if conv is not None and conv.id:
+            self.export(conv.id)
+
+    def export(self, cid: int) -> None:
+        conv = self.session.store.conversation(cid)
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in conv.title).strip()
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation",
+                                              str(Path.home() / f"{safe or 'chat'}.md"),
+                                              "Markdown (*.md);;JSON (*.json)")
+        if path:
+            self.session.export(cid, path)
 
     def focus_search(self) -> None:
         self.conversations.focus_search()
 
     def find_in_conversation(self) -> None:
-        """Ctrl+F (the window's Chat → Find in conversation). For now the conversation list's
-        search, which matches the text of every message and lists the chats holding it; the
-        chat view that scales (issue 17 §1) gives this its own find bar."""
-        self.conversations.focus_search()
+        """Ctrl+F (the window's Chat → Find in conversation): the find bar over the
+        conversation, the keyboard in it (in completion mode: the conversations' search)."""
+        if self.stack.currentWidget() is self.messages:
+            self.find_bar.open_bar()
+        else:
+            self.conversations.focus_search()
 
     def choose_model(self) -> None:
-        """Ctrl+K: the model picker, open, with the keyboard in it."""
-        self.toolbar.model.setFocus()
-        self.toolbar.model.showPopup()
+        """Ctrl+K: the model picker, open, with the keyboard in its search field."""
+        self.toolbar.open_picker()
+
+    def show_prompt_panel(self) -> None:
+        self.toolbar.panel.setChecked(True)
+        self.side.setCurrentWidget(self.inspector)
 
     def focus_composer(self) -> None:
         """The keyboard to the message field (or the completion text in completion mode)."""
@@ -170,20 +240,21 @@ class ChatScreen(QWidget):
         else:
             self.completion.setFocus()
 
-    def refresh_models(self) -> None:
-        """Call when the library changed (import, download finished, delete)."""
-        self.controller.refresh_models()
+    def refresh_models(self, scanned: list | None = None) -> None:
+        """Call when the library changed (import, download finished, delete); `scanned`:
+        (LocalModel, family) pairs the window already has (else the library is read)."""
+        self.session.refresh_models(scanned)
 
     def apply_settings(self, settings: Settings) -> None:
-        self.controller.apply_settings(settings)
+        self.session.apply_settings(settings)
 
     def current_conversation_id(self) -> int | None:
-        return self.controller.conv.id if self.controller.conv else None
+        return self.session.conv.id if self.session.conv else None
 
     def is_busy(self) -> bool:
-        return self.controller.active is not None
+        return self.session.busy
 
     def shutdown(self) -> None:
         """Stop any reply (its text so far is saved as interrupted); then the shell disposes
         the worker and closes the store."""
-        self.controller.shutdown()
+        self.session.shutdown()

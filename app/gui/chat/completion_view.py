@@ -1,8 +1,11 @@
 """Completion mode (Dalai's): one editable text where the prompt and the streamed completion
 flow together. A Dalai prompt preset fills the text with its `>PROMPT` placeholder selected, so
-typing replaces it. Ctrl+Enter (or Go) continues the text; Esc stops."""
+typing replaces it. Ctrl+Enter (or Go) continues the text; Esc stops. A view of the chat
+session."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor
@@ -12,6 +15,9 @@ from superqt import QElidingLabel
 
 from app.gui.chat.message_view import COLUMN_WIDTH
 from app.gui.chat.style import elastic_combo, muted, stats_line
+
+if TYPE_CHECKING:
+    from app.gui.chat.session import ChatSession
 
 PLACEHOLDER = ">PROMPT"
 
@@ -37,9 +43,11 @@ class CompletionView(QWidget):
     presetChosen = Signal(str)   # template id ("" = blank)
     textEdited = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session
         self.busy = False
+        self.streaming = False
         lay = QVBoxLayout(self)
         lay.setContentsMargins(16, 12, 16, 12)
         lay.setSpacing(8)
@@ -73,6 +81,20 @@ class CompletionView(QWidget):
         self.stats = muted(QLabel())
         lay.addWidget(self.stats)
         self._stream_start = 0
+        self.runRequested.connect(lambda: session.replies.run_completion(self.text()))
+        self.stopRequested.connect(session.stop)
+        self.presetChosen.connect(session.templates.choose_preset)
+        self.textEdited.connect(session.set_completion_text)
+        session.templatesShown.connect(lambda view: self.set_presets(list(view.presets),
+                                                                     view.current))
+        session.completionShown.connect(self.set_content)
+        session.completionText.connect(self.insert_preset)
+        session.busyChanged.connect(self.set_busy)
+        session.replyStarted.connect(lambda mode, _m, _who: mode == "completion"
+                                     and self.begin_stream())
+        session.replyGrew.connect(lambda piece: self.streaming and self.append(piece))
+        session.replyEnded.connect(lambda mode, state, stats, _text: mode == "completion"
+                                   and self.end_stream(state, stats))
 
     # ------------------------------------------------------------------ content
     def set_presets(self, presets: list[tuple[str, str]], current: str | None) -> None:
@@ -127,6 +149,7 @@ class CompletionView(QWidget):
         self.presets.setEnabled(not busy)
 
     def begin_stream(self) -> None:
+        self.streaming = True
         cursor = self.editor.textCursor()
         cursor.movePosition(QTextCursor.MoveOperation.End)
         self._stream_start = cursor.position()
@@ -150,6 +173,7 @@ class CompletionView(QWidget):
         self.editor.setCurrentCharFormat(plain)
 
     def end_stream(self, state: str, stats: dict) -> None:
+        self.streaming = False
         line = stats_line(stats, state)
         if state == "error":
             line = f"Error: {stats.get('error') or 'the completion failed'}"

@@ -1,15 +1,31 @@
-"""The message box under the chat: Enter sends, Shift+Enter starts a new line, Esc stops."""
+"""The message box under the chat: Enter sends, Shift+Enter starts a new line, Esc stops (or
+leaves editing). A view of the chat session.
+
+A draft that cannot fit the model's context gets a warning before it is sent (`warning`, a
+banner the screen floats just above the box: showing it moves nothing), with its token count
+and what will happen; an empty box never has one. The draft reaches the session at most every
+DRAFT_MS, so a 20,000-line paste costs one copy of its text, not one per keystroke; the box
+itself (a QPlainTextEdit) stays responsive with such a text.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 
 from app.gui.chat.style import muted
+from app.gui.chat.toolbar import Banner
+
+if TYPE_CHECKING:
+    from app.gui.chat.next_prompt import ContextView
+    from app.gui.chat.session import ChatSession
 
 MAX_LINES = 8
+DRAFT_MS = 80
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -31,16 +47,11 @@ class ComposerEdit(QPlainTextEdit):
 class Composer(QFrame):
     """The text box and its Send / Stop button; an "editing" note when a message is re-sent."""
 
-    submitted = Signal(str)
-    stopRequested = Signal()
-    editCancelled = Signal()
-    draftChanged = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session
         self.setObjectName("composer")
         self.busy = False
-        self.editing: int | None = None
         outer = QVBoxLayout(self)
         outer.setContentsMargins(16, 6, 16, 12)
         outer.setSpacing(4)
@@ -72,7 +83,22 @@ class Composer(QFrame):
         self.button.clicked.connect(self._button)
         row.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addLayout(row)
+        self.warning = Banner(closable=False)
+        self.warning.setObjectName("draftWarning")
+        self._draft_timer = QTimer(self, singleShot=True, interval=DRAFT_MS)
+        self._draft_timer.timeout.connect(lambda: session.set_draft(self.text()))
         self._fit()
+        session.busyChanged.connect(self.set_busy)
+        session.editing.connect(self._editing)
+        session.draftSent.connect(self.sent)
+        session.draftRefused.connect(lambda why: self.warning.show_message(
+            f"Not sent. {why}", "warning"))
+        session.contextShown.connect(self._context)
+
+    @property
+    def editing(self) -> int | None:
+        """The message being edited (sending replaces it), or None."""
+        return self.session.replies.editing_id
 
     def text(self) -> str:
         return self.edit.toPlainText()
@@ -86,18 +112,17 @@ class Composer(QFrame):
         self.button.setText("Stop" if busy else "Send")
         self.button.setToolTip("Stop the reply (Esc)" if busy else "Send (Enter)")
 
-    def begin_edit(self, message_id: int, text: str) -> None:
-        self.editing = message_id
-        self.edit_note.show()
-        self.set_text(text)
-        self.edit.setFocus()
-
-    def cancel_edit(self) -> None:
-        if self.editing is not None:
-            self.editing = None
+    def _editing(self, message_id: int | None, text: str) -> None:
+        if message_id is not None:
+            self.edit_note.show()
+            self.set_text(text)
+            self.edit.setFocus()
+        elif not self.edit_note.isHidden():
             self.edit_note.hide()
             self.edit.clear()
-            self.editCancelled.emit()
+
+    def cancel_edit(self) -> None:
+        self.session.replies.cancel_edit()
 
     def focus(self) -> None:
         self.edit.setFocus()
@@ -106,29 +131,38 @@ class Composer(QFrame):
         text = self.text()
         if self.busy or not text.strip():
             return
-        self.submitted.emit(text)
+        self._draft_timer.stop()
+        self.session.send(text)
 
     def _escape(self) -> None:
         if self.busy:
-            self.stopRequested.emit()
+            self.session.stop()
         else:
             self.cancel_edit()
 
     def _button(self) -> None:
         if self.busy:
-            self.stopRequested.emit()
+            self.session.stop()
         else:
             self._submit()
 
     def sent(self) -> None:
         """The text went out: clear the box and leave edit mode."""
-        self.editing = None
         self.edit_note.hide()
         self.edit.clear()
+        self.warning.hide()
 
     def _changed(self) -> None:
         self._fit()
-        self.draftChanged.emit(self.text())
+        if self.edit.document().isEmpty():  # nothing to warn about: at once, not after a check
+            self.warning.hide()
+        self._draft_timer.start()
+
+    def _context(self, view: "ContextView") -> None:
+        if view.warning and not self.edit.document().isEmpty():
+            self.warning.show_message(view.warning, "warning")
+        else:
+            self.warning.hide()
 
     def _fit(self) -> None:
         lines = min(MAX_LINES, max(1, self.edit.document().lineCount()))

@@ -1,15 +1,20 @@
-"""The side list of conversations: search, New chat, and per-conversation actions (a view: it
-only emits what the user asked for; the screen does it)."""
+"""The side list of conversations: search, New chat, and per-conversation actions. A view of
+the chat session: it lists the session's conversations and calls its methods (an export asks
+the screen where, so `exportRequested` is its one signal for the screen)."""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QPalette
 from PySide6.QtWidgets import (QInputDialog, QLineEdit, QListWidget, QListWidgetItem, QMenu,
                                QMessageBox, QPushButton, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
+
+if TYPE_CHECKING:
+    from app.gui.chat.session import ChatSession
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -74,8 +79,9 @@ class ConversationList(QWidget):
     exportRequested = Signal(int)
     searchChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 10, 4, 8)
         lay.setSpacing(8)
@@ -102,6 +108,17 @@ class ConversationList(QWidget):
         self.list.setBackgroundRole(QPalette.ColorRole.Window)
         lay.addWidget(self.list, 1)
         self._quiet = False
+        self.conversationActivated.connect(session.open)
+        self.newRequested.connect(lambda: session.new_chat())
+        self.renameRequested.connect(session.rename)
+        self.deleteRequested.connect(session.delete)
+        self.searchChanged.connect(lambda _query: self.refresh())
+        session.listChanged.connect(self.refresh)
+
+    def refresh(self) -> None:
+        """List the session's conversations (those matching the search, when there is one)."""
+        s = self.session
+        self.set_conversations(s.conversations(self.search.text()), s.conv.id if s.conv else None)
 
     def set_conversations(self, conversations: list, current: int | None) -> None:
         self._quiet = True

@@ -71,7 +71,7 @@ def show_demo(screen, mode: str = "chat", *, side_panel: bool = True, tab: str =
               ) -> None:
     """Open the demo conversation of `mode` on `screen` (a ChatScreen on the seeded store)."""
     title = CHAT_TITLE if mode == "chat" else COMPLETION_TITLE
-    conv = next((c for c in screen.controller.store.conversations() if c.title == title), None)
+    conv = next((c for c in screen.session.store.conversations() if c.title == title), None)
     if conv is None:
         raise LookupError("seed_demo() has not been run on this store")
     screen.refresh_models()

@@ -1,16 +1,21 @@
 """Dalai's knobs (n_predict, temp, top_k, top_p, repeat_penalty, repeat_last_n, seed, threads)
-plus min_p and the context size, each with its default shown beside it."""
+plus min_p and the context size, each with its default shown beside it. A view of the chat
+session: it shows the conversation's knobs and gives the session every change."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from app.gui.chat.style import muted
+
+if TYPE_CHECKING:
+    from app.gui.chat.knobs import KnobsView
+    from app.gui.chat.session import ChatSession
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,12 @@ RELOAD_KEYS = ("threads", "context")
 
 
 class ParameterPanel(QWidget):
-    """values() → {key: number}; `changed` fires on every edit (the screen debounces)."""
+    """values() → {key: number}; `changed` fires on every edit (the session saves it shortly
+    after)."""
 
     changed = Signal(dict)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.defaults: dict[str, Any] = {}
         lay = QVBoxLayout(self)
@@ -102,6 +108,13 @@ class ParameterPanel(QWidget):
         lay.addWidget(self.reload_note)
         lay.addStretch(1)
         self._quiet = False
+        self.changed.connect(session.knobs.set)
+        session.knobsShown.connect(self.show_knobs)
+
+    def show_knobs(self, view: "KnobsView") -> None:
+        self.set_defaults(view.defaults, view.note)
+        self.set_limits(max_context=view.max_context)
+        self.set_values(view.values)
 
     def set_defaults(self, defaults: dict[str, Any], note: str = "") -> None:
         self.defaults = dict(defaults)

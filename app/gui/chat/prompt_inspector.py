@@ -1,8 +1,11 @@
 """The prompt inspector: the exact text sent to the model, its stop strings and token count,
 the template and why it was chosen, and the conversation's system prompt. The text can be
-overridden for the next reply, and the stop strings for the conversation."""
+overridden for the next reply, and the stop strings for the conversation. A view of the chat
+session."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
@@ -10,6 +13,11 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, Q
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from app.gui.chat.style import muted
+
+if TYPE_CHECKING:
+    from app.gui.chat.next_prompt import PromptView
+    from app.gui.chat.session import ChatSession
+    from app.gui.chat.template_part import TemplatesView
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 
@@ -41,7 +49,7 @@ class PromptInspector(QWidget):
     stopsChanged = Signal(object)     # list[str], or None for the template's
     overrideChanged = Signal(object)  # str: send this text next; None: render normally
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         lay = QVBoxLayout(self)
@@ -117,6 +125,36 @@ class PromptInspector(QWidget):
             lambda: self.stopsChanged.emit(decode_stops(self.stops.toPlainText())))
         self.stops.textChanged.connect(lambda: self._quiet or self._stops_timer.start())
         self._quiet = False
+        self.systemChanged.connect(session.set_system)
+        self.stopsChanged.connect(session.set_stops)
+        self.overrideChanged.connect(session.set_prompt_override)
+        session.templatesShown.connect(self._templates)
+        session.promptShown.connect(self._prompt)
+        session.contextShown.connect(lambda view: self.set_tokens(view.tokens))
+        session.opened.connect(self._opened)
+        session.changed.connect(self._changed)
+
+    # ------------------------------------------------------------------ the session's events
+    def _templates(self, view: "TemplatesView") -> None:
+        self.set_template(view.name, view.reason)
+        self.set_system(view.system, view.system_default)
+
+    def _prompt(self, view: "PromptView") -> None:
+        self.set_prompt(view.text, view.caption)
+        self.set_notes(view.notes)
+        if view.stops is not None:
+            self.set_stops(view.stops, view.stops_overridden)
+        # A prompt shown cut (a huge paste) cannot be edited and sent back whole.
+        self.override.setEnabled(not view.cut or self.override.isChecked())
+
+    def _opened(self, conv, _messages) -> None:
+        self.set_chat_mode(conv.mode == "chat")
+        if conv.mode == "chat":
+            self.set_override(conv.options.get("prompt_override"))
+
+    def _changed(self, conv) -> None:
+        if "prompt_override" not in conv.options and self.override.isChecked():
+            self.set_override(None)  # used for the reply just sent
 
     # ------------------------------------------------------------------ showing
     def set_template(self, name: str, rule: str) -> None:

@@ -33,5 +33,6 @@ def elastic_combo(min_chars: int, max_width: int) -> QComboBox:
 
 
 def stats_line(stats: dict[str, Any], state: str) -> str:
-    """A reply's stats line (the core's one formatter; the error itself is in the banner)."""
-    return describe_stats(stats, state, error=False)
+    """A reply's footer: its stats and why it stopped, with the error's message when it failed
+    (the core's one formatter). The one place a reply's error is shown: said once."""
+    return describe_stats(stats, state)

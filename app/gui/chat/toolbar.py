@@ -1,39 +1,83 @@
-"""The bar above the conversation (model picker, template picker, Chat / Completion, loading
-progress, side panel toggle) and the banners under it (context warning, errors)."""
+"""The bar above the conversation (the model picker, the template picker and its menu, Chat /
+Completion, loading progress, the side panel toggle) and the banners under it (context warning,
+errors). A view of the chat session: it shows the session's state and calls its methods."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import (QButtonGroup, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtGui import QAction, QColor, QPalette
+from PySide6.QtWidgets import (QButtonGroup, QFrame, QHBoxLayout, QLabel, QMenu,
                                QProgressBar, QSizePolicy, QToolButton, QWidget)
 
+from app.gui.chat.picker import ModelPicker, picker_rows
 from app.gui.chat.style import blend, elastic_combo, muted
+
+if TYPE_CHECKING:
+    from app.gui.chat.session import ChatSession
+    from app.gui.chat.template_part import TemplatesView
 
 AUTO = "__auto__"
 
 
-class ChatToolbar(QFrame):
-    modelChosen = Signal(str)
-    templateChosen = Signal(object)  # template id, or None for automatic
-    modeChosen = Signal(str)
-    cancelLoad = Signal()
-    panelToggled = Signal(bool)
+class ModelButton(QToolButton):
+    """The open conversation's model, with its family and quantization; opens the picker."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("modelButton")
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 16)
+        self.setMaximumWidth(440)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.full = ""
+
+    def show_model(self, text: str, tip: str) -> None:
+        self.full = text
+        self.setToolTip(f"{tip}\nChoose the model (Ctrl+K)")
+        self._elide()
+
+    def _elide(self) -> None:
+        room = max(40, self.width() - 28)
+        self.setText(self.fontMetrics().elidedText(self.full, Qt.TextElideMode.ElideMiddle,
+                                                   room) + "  ▾")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+
+class ChatToolbar(QFrame):
+    panelToggled = Signal(bool)
+
+    def __init__(self, session: "ChatSession", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
         self.setObjectName("chatToolbar")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(12, 8, 12, 8)
         lay.setSpacing(8)
-        self.model = elastic_combo(12, 440)
-        # The combo may be too narrow for a long file name: the tooltip always has it whole.
-        self.model.currentTextChanged.connect(self._model_tip)
-        self.model.activated.connect(lambda i: self.modelChosen.emit(self.model.itemData(i) or ""))
+        self.model = ModelButton()
+        self.model.clicked.connect(self.open_picker)
         lay.addWidget(self.model, 3)
+        self.picker = ModelPicker(self)
+        self.picker.chosen.connect(session.choose_model)
+        self.picker.closed.connect(lambda: self.model.setFocus(Qt.FocusReason.PopupFocusReason))
         self.template = elastic_combo(10, 300)
         self.template.activated.connect(self._template)
         lay.addWidget(self.template, 2)
+        self.template_menu_button = QToolButton(text="⋯")
+        self.template_menu_button.setToolTip("Template actions: make this chat's template the "
+                                             "model's default")
+        self.template_menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.template_menu = QMenu(self.template_menu_button)
+        self.make_default_action = QAction("Make it this model's default", self)
+        self.make_default_action.triggered.connect(session.templates.make_default)
+        self.template_menu.addAction(self.make_default_action)
+        self.template_menu_button.setMenu(self.template_menu)
+        lay.addWidget(self.template_menu_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setMaximumWidth(140)
@@ -43,11 +87,11 @@ class ChatToolbar(QFrame):
         self.progress_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.cancel = QToolButton(text="Cancel")
         self.cancel.setToolTip("Stop loading the model")
-        self.cancel.clicked.connect(self.cancelLoad)
+        self.cancel.clicked.connect(session.replies.stop)
         for w in (self.progress_label, self.progress, self.cancel):
             w.hide()
             lay.addWidget(w)
-        lay.addStretch(0)  # the combos (stretch 3 and 2) take the room first, up to their maximum
+        lay.addStretch(0)  # the pickers (stretch 3 and 2) take the room first, up to their maximum
         self.modes = QButtonGroup(self)
         self.mode_buttons: dict[str, QToolButton] = {}
         for mode, text, tip in (("chat", "Chat", "Bubbles: each message rendered by the template"),
@@ -56,7 +100,7 @@ class ChatToolbar(QFrame):
             b = QToolButton(text=text, checkable=True)
             b.setToolTip(tip)
             b.toggled.connect(lambda on, b=b: self._bold(b, on))
-            b.clicked.connect(lambda _c=False, m=mode: self.modeChosen.emit(m))
+            b.clicked.connect(lambda _c=False, m=mode: session.choose_mode(m))
             self.modes.addButton(b)
             self.mode_buttons[mode] = b
             lay.addWidget(b)
@@ -65,6 +109,10 @@ class ChatToolbar(QFrame):
         self.panel.toggled.connect(lambda on: self._bold(self.panel, on))
         self.panel.toggled.connect(self.panelToggled)
         lay.addWidget(self.panel)
+        session.modelsChanged.connect(self.show_models)
+        session.templatesShown.connect(self.show_templates)
+        session.opened.connect(lambda conv, _messages: self.set_mode(conv.mode))
+        session.loadingChanged.connect(self.show_loading)
 
     @staticmethod
     def _bold(button: QToolButton, on: bool) -> None:
@@ -72,53 +120,79 @@ class ChatToolbar(QFrame):
         font.setBold(on)
         button.setFont(font)
 
-    def set_models(self, models: list[tuple[str, str]], current: str | None) -> None:
-        """models: (id, label); an unknown current id is shown as missing."""
-        self.model.blockSignals(True)
-        self.model.clear()
-        if not models:
-            self.model.addItem("No models yet: add one in the Library", "")
-        for mid, label in models:
-            self.model.addItem(label, mid)
-        if current and self.model.findData(current) < 0:
-            self.model.addItem(f"{current} (missing)", current)
-        if current:
-            self.model.setCurrentIndex(self.model.findData(current))
-        elif models:
-            self.model.insertItem(0, "Choose a model…", "")
-            self.model.setCurrentIndex(0)
-        self.model.blockSignals(False)
-        self._model_tip()
+    # ------------------------------------------------------------------ the model
+    def show_models(self) -> None:
+        s = self.session
+        conv, entry = s.conv, s.model()
+        current = conv.model_id if conv else None
+        if entry is not None:
+            where = f" · {entry.group}" if entry.group else ""
+            self.model.show_model(f"{entry.name}{where}" + (f"  ({entry.detail})"
+                                                            if entry.detail and not entry.remote
+                                                            else ""),
+                                  f"{entry.id}\nThe model this conversation talks to")
+        elif current:
+            self.model.show_model(f"{current} (missing)", f"{current} is not available")
+        elif s.models.local:
+            self.model.show_model("Choose a model…", "Choose the model this chat talks to")
+        else:
+            self.model.show_model("No models yet: add one in the Library",
+                                  "Import or download a model in the Library")
+        if self.picker.isVisible():
+            self._fill_picker()
 
-    def _model_tip(self) -> None:
-        self.model.setToolTip(f"{self.model.currentText()}\nThe model this conversation talks to")
+    def _fill_picker(self) -> None:
+        s = self.session
+        models = s.models
+        self.picker.set_rows(picker_rows(models.local, models.remote, models.servers),
+                             s.conv.model_id if s.conv else None)
 
-    def set_templates(self, auto_label: str, auto_tip: str, chat: list[tuple[str, str]],
-                      presets: list[tuple[str, str]], current: str | None) -> None:
+    def open_picker(self) -> None:
+        """The picker, open below the model button, the keyboard in its search field; the
+        servers' models are listed again when the last listing is not fresh."""
+        self._fill_picker()
+        self.picker.open_below(self.model, self.session.conv.model_id if self.session.conv
+                               else None)
+        self.session.models.refresh_remote_if_stale()
+
+    # ------------------------------------------------------------------ the template
+    def show_templates(self, view: "TemplatesView") -> None:
         self.template.blockSignals(True)
         self.template.clear()
-        self.template.addItem(auto_label, AUTO)
-        self.template.setItemData(0, auto_tip, Qt.ItemDataRole.ToolTipRole)
-        self.template.insertSeparator(1)
-        for tid, name in chat:
-            self.template.addItem(name, tid)
-        if presets:
-            self.template.insertSeparator(self.template.count())
-            for tid, name in presets:
+        self.template.addItem(view.auto_label, AUTO)
+        self.template.setItemData(0, view.auto_tip, Qt.ItemDataRole.ToolTipRole)
+        if not view.remote:
+            self.template.insertSeparator(1)
+            for tid, name in view.chat:
                 self.template.addItem(name, tid)
-        index = self.template.findData(current) if current else 0
+            if view.presets:
+                self.template.insertSeparator(self.template.count())
+                for tid, name in view.presets:
+                    self.template.addItem(name, tid)
+        index = self.template.findData(view.current) if view.current else 0
         self.template.setCurrentIndex(max(0, index))
         self.template.setToolTip(f"{self.template.currentText()}\n"
-                                 + (auto_tip if index <= 0 else "Chosen for this conversation"))
+                                 + (view.auto_tip if index <= 0
+                                    else "Chosen for this conversation only"))
+        self.template.setEnabled(not view.remote)
         self.template.blockSignals(False)
+        entry = self.session.model()
+        chosen = self.template.currentText() if index > 0 else "automatic detection"
+        self.make_default_action.setText(
+            f"Make “{chosen}” the default of {entry.name}" if entry else
+            "Make it this model's default")
+        self.make_default_action.setEnabled(entry is not None and not view.remote
+                                            and view.current != view.model_default)
+        self.template_menu_button.setEnabled(entry is not None and not view.remote)
 
     def _template(self, index: int) -> None:
         data = self.template.itemData(index)
-        self.templateChosen.emit(None if data == AUTO else data)
+        self.session.templates.choose(None if data == AUTO else data)
 
     def set_mode(self, mode: str) -> None:
         self.mode_buttons[mode].setChecked(True)
         self.template.setVisible(mode == "chat")
+        self.template_menu_button.setVisible(mode == "chat")
 
     def show_loading(self, name: str | None, fraction: float = 0.0) -> None:
         visible = name is not None
