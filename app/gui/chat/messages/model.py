@@ -33,13 +33,20 @@ class MessageRow:
     dropped: bool = False  # not sent to the model any more (drawn faded)
     version: int = 0
 
+    _footer: tuple[int, str] | None = field(default=None, repr=False)
+
     @property
     def footer(self) -> str:
         """The muted line under a reply: its stats, why it stopped and its error (the core's
-        one formatter, style.stats_line), or "writing…" while it streams; "" for others."""
-        if self.state == "streaming":
-            return "writing…"
-        return stats_line(self.stats, self.state) if self.role == "assistant" else ""
+        one formatter, style.stats_line), or "writing…" while it streams; "" for others.
+        Kept per version: laying out 1000 rows asks for it once each."""
+        if self._footer is None or self._footer[0] != self.version:
+            if self.state == "streaming":
+                text = "writing…"
+            else:
+                text = stats_line(self.stats, self.state) if self.role == "assistant" else ""
+            self._footer = (self.version, text)
+        return self._footer[1]
 
     @property
     def details(self) -> str:

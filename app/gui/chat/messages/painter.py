@@ -64,6 +64,8 @@ class MessagePainter:
         self.button_h = look.small_line + 6
         self.chrome = PAD_TOP + look.bold_line + HEADER_GAP + FOOTER_GAP + PAD_BOTTOM + ROW_GAP
         self._footer_lines: dict[tuple[str, int], int] = {}
+        self._button_w = {name: self.small_metrics.horizontalAdvance(label) + 12
+                          for name, label in ACTION_LABELS.items()}
 
     # ------------------------------------------------------------------ widths and heights
     @staticmethod
@@ -84,9 +86,9 @@ class MessagePainter:
     def _stats_width(self, role: str, column_width: int) -> int:
         """The width the stats line may take: the footer less the widest set of actions (so
         a row's height never depends on which actions it shows)."""
-        widest = ["copy", "regenerate", "inspect", "menu"] if role == "assistant" \
-            else ["copy", "edit", "menu"]
-        buttons = sum(self._button_width(n) + 2 for n in widest)
+        widest = ("copy", "regenerate", "inspect", "menu") if role == "assistant" \
+            else ("copy", "edit", "menu")
+        buttons = sum(self._button_w[n] + 2 for n in widest)
         return max(60, self.body_width(role, column_width) - buttons - 6)
 
     def footer_height(self, row: MessageRow, column_width: int) -> int:
@@ -119,7 +121,7 @@ class MessagePainter:
         return names
 
     def _button_width(self, name: str) -> int:
-        return self.small_metrics.horizontalAdvance(ACTION_LABELS[name]) + 12
+        return self._button_w[name]
 
     # ------------------------------------------------------------------ geometry
     def box(self, row: MessageRow, rendered: RenderedMessage, top: int, column_x: int,
