@@ -20,7 +20,7 @@ from app.gui.chat.messages.render import MAX_SHOWN_LINES, Look, RenderCache
 from app.testing.long_chat import long_chat_texts
 
 WAIT = 60_000
-STATS = {"generated_tokens": 180, "decode_tps": 24.5, "ttft_s": 0.31, "stop_reason": "stop"}
+STATS = {"generated_tokens": 180, "decode_tps": 24.5, "ttft_s": 0.31, "stop_reason": "eos"}
 
 
 def messages(n: int) -> list[Message]:

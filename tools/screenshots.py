@@ -8,7 +8,9 @@ Llama 2 Chat), the chat part's demo conversations (app/gui/chat/demo.py), a mode
 GPT4All folder (for "Other apps"), and a local Hugging Face hub (app/testing/hub_server.py)
 serving files slowly, so the Downloads screen has one download running, one paused, one done
 and one refused. Last, the Library grows to 200 models (app/testing/many_models.py) and is
-searched ("library-search.png"). On the X server in DISPLAY (e.g. Xvfb :99) if set, else offscreen.
+searched ("library-search.png"), and a 1000-message chat (app/testing/long_chat.py) is opened
+and scrolled to its middle ("chat-1000-middle.png"). On the X server in DISPLAY (e.g. Xvfb :99)
+if set, else offscreen.
 Nothing here touches your own Corral folders or the network.
 """
 
@@ -35,7 +37,7 @@ DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
 )
 
 
-GROUPS = ("chat", "library", "downloads", "settings", "menu", "library-search")
+GROUPS = ("chat", "library", "downloads", "settings", "menu", "library-search", "chat-long")
 SEARCHED = "mistral"   # the query of library-search.png
 
 
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 shoot_menu(window, args.out)
             if "library-search" in want:
                 shoot_library_search(window, home, args.out, width, height)
+            if "chat-long" in want:
+                shoot_long_chat(window, args.out, width, height)
         finally:
             window.close()
             hub.stop()
@@ -234,6 +238,23 @@ def shoot_library_search(window, home: Path, out: Path, width: int, height: int)
     wait(lambda: 0 < len(library.installed_ids()) < 200, what="the search")
     settle()
     save(window, out, "library-search.png")
+
+
+def shoot_long_chat(window, out: Path, width: int, height: int) -> None:
+    """A 1000-message chat with Markdown and code, opened and scrolled to its middle."""
+    from app.testing.long_chat import seed_long_chat
+
+    cid = seed_long_chat(window.chat_store, 1000, title="A long conversation",
+                         model_id="tinyllama-1.1b-chat-v1.0.Q4_K_M")
+    window.show_screen("chat")
+    window.resize(width, height)
+    chat = window.chat_screen
+    chat.open_conversation(cid)
+    view = chat.messages
+    wait(lambda: len(view.message_ids()) == 1000, what="the 1000 messages")
+    view.scroll_to_message(view.message_ids()[500])
+    settle(0.8)
+    save(window, out, "chat-1000-middle.png")
 
 
 def shoot_downloads(window, out: Path, width: int, height: int) -> None:

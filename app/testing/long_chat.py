@@ -92,7 +92,7 @@ def seed_long_chat(store: ChatStore, n: int = 1000, title: str = "A long convers
                    model_id: str | None = None) -> int:
     """A conversation of `n` messages in `store`; its id. Replies carry stats like real ones."""
     conv = store.create_conversation(title=title, model_id=model_id)
-    stats = {"generated_tokens": 180, "decode_tps": 24.5, "ttft_s": 0.31, "stop_reason": "stop",
+    stats = {"generated_tokens": 180, "decode_tps": 24.5, "ttft_s": 0.31, "stop_reason": "eos",
              "model": model_id or "tinyllama-1.1b-chat-v1.0.Q4_K_M"}
     for role, content in long_chat_texts(n):
         store.add_message(conv.id, role, content, stats=stats if role == "assistant" else None)

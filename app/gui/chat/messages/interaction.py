@@ -405,7 +405,8 @@ class InteractiveListView(MessageListView):
             part = rendered.parts[part_index]
             block = cursor.block()
             line = block.layout().lineForTextPosition(cursor.position() - block.position())
-            y = (PAD_TOP + self.look.bold_line + HEADER_GAP + part.y
+            y = (PAD_TOP + self.painter.header_height(self.messages.at(match.row)) + HEADER_GAP
+                 + part.y
                  + (self.look.code_header if part.is_code else 0)
                  + int(part.doc.documentLayout().blockBoundingRect(block).y())
                  + (int(line.y()) if line.isValid() else 0))

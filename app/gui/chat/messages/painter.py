@@ -62,7 +62,8 @@ class MessagePainter:
         self.look = look
         self.small_metrics = QFontMetrics(look.small)
         self.button_h = look.small_line + 6
-        self.chrome = PAD_TOP + look.bold_line + HEADER_GAP + FOOTER_GAP + PAD_BOTTOM + ROW_GAP
+        self.chrome = PAD_TOP + HEADER_GAP + PAD_BOTTOM + ROW_GAP
+        self.compact_header = max(look.bold_line, self.button_h)
         self._footer_lines: dict[tuple[str, int], int] = {}
         self._button_w = {name: self.small_metrics.horizontalAdvance(label) + 12
                           for name, label in ACTION_LABELS.items()}
@@ -80,8 +81,18 @@ class MessagePainter:
         bubble = int(column_width * USER_SHARE) if role == "user" else column_width
         return max(40, bubble - 2 * PAD_X)
 
+    @staticmethod
+    def compact(row: MessageRow) -> bool:
+        """Rows without a stats line (yours) carry their actions in the header line, so
+        they end right under their text."""
+        return row.role != "assistant"
+
+    def header_height(self, row: MessageRow) -> int:
+        return self.compact_header if self.compact(row) else self.look.bold_line
+
     def row_height(self, row: MessageRow, body_height: int, column_width: int) -> int:
-        return self.chrome + body_height + self.footer_height(row, column_width)
+        foot = 0 if self.compact(row) else FOOTER_GAP + self.footer_height(row, column_width)
+        return self.chrome + self.header_height(row) + body_height + foot
 
     def _stats_width(self, role: str, column_width: int) -> int:
         """The width the stats line may take: the footer less the widest set of actions (so
@@ -128,26 +139,29 @@ class MessagePainter:
             column_width: int, actions: list[str]) -> RowBox:
         look = self.look
         buttons_w = sum(self._button_width(n) + 2 for n in actions)
+        compact = self.compact(row)
         if row.role == "user":
-            needed = max(rendered.natural_width,
-                         QFontMetrics(look.bold).horizontalAdvance(row.who), buttons_w)
+            who_w = QFontMetrics(look.bold).horizontalAdvance(row.who) + 12
+            needed = max(rendered.natural_width, who_w + buttons_w)
             width = min(int(column_width * USER_SHARE), needed + 2 * PAD_X)
             x = column_x + column_width - width
         else:
             width, x = column_width, column_x
-        footer_h = self.footer_height(row, column_width)
-        height = self.chrome + rendered.height + footer_h - ROW_GAP
+        header_h = self.header_height(row)
+        footer_h = 0 if compact else self.footer_height(row, column_width)
+        height = self.row_height(row, rendered.height, column_width) - ROW_GAP
         bubble = QRect(x, top, width, height)
-        body_y = top + PAD_TOP + look.bold_line + HEADER_GAP
+        body_y = top + PAD_TOP + header_h + HEADER_GAP
         body = QRect(x + PAD_X, body_y, rendered.width, rendered.height)
         footer_y = body_y + rendered.height + FOOTER_GAP
         footer = QRect(x + PAD_X, footer_y, width - 2 * PAD_X, footer_h)
         box = RowBox(bubble, body, footer, stats_width=self._stats_width(row.role, column_width))
+        buttons_y = top + PAD_TOP + (header_h - self.button_h) // 2 if compact else footer_y
         right = x + width - PAD_X + 6
         for name in reversed(actions):
             w = self._button_width(name)
             right -= w
-            box.buttons.insert(0, (name, QRect(right, footer_y, w, self.button_h)))
+            box.buttons.insert(0, (name, QRect(right, buttons_y, w, self.button_h)))
             right -= 2
         for i, part in enumerate(rendered.parts):
             if part.is_code:
@@ -191,11 +205,14 @@ class MessagePainter:
 
         p.setFont(look.bold)
         p.setPen(text)
-        p.drawText(QRect(box.bubble.x() + PAD_X, box.bubble.y() + PAD_TOP,
-                         box.bubble.width() - 2 * PAD_X, look.bold_line),
+        who_w = box.bubble.width() - 2 * PAD_X
+        if self.compact(row) and box.buttons:  # the actions share the header line
+            who_w = box.buttons[0][1].x() - box.bubble.x() - PAD_X - 6
+        p.drawText(QRect(box.bubble.x() + PAD_X, box.bubble.y() + PAD_TOP, who_w,
+                         self.header_height(row)),
                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    QFontMetrics(look.bold).elidedText(row.who, Qt.TextElideMode.ElideRight,
-                                                      box.bubble.width() - 2 * PAD_X))
+                                                      who_w))
 
         doc_palette = QPalette(palette)
         for i, part in enumerate(rendered.parts):
