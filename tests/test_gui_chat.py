@@ -434,25 +434,3 @@ def test_template_choice_applies_to_its_conversation_only_and_the_prompt_can_be_
     screen.new_chat()
     assert "ChatML" in screen.inspector.template_label.text()
     assert screen.toolbar.template.itemText(0).startswith("Auto: ChatML")
-
-
-def test_a_streaming_reply_is_rendered_as_markdown_with_code_blocks(qtbot):
-    from app.gui.chat.bubble import CodeBlock, MarkdownText, MessageBubble
-
-    bubble = MessageBubble(1, "assistant", "model")
-    qtbot.addWidget(bubble)
-    reply = "Here is **code**:\n\n```python\ndef f():\n    return 1\n```\n\nDone, *really*."
-    for i in range(0, len(reply), 3):  # arrives in small pieces, as tokens do
-        bubble.grow(reply[i:i + 3])
-    bubble.render()  # the end of the stream
-    kinds = [type(w) for _, w in bubble._rendered]
-    assert kinds == [MarkdownText, CodeBlock, MarkdownText]
-    code = bubble._rendered[1][1]
-    assert code.code == "def f():\n    return 1" and code.lang == "python"
-    assert code.editor.toPlainText() == code.code
-    first = bubble._rendered[0][1].document()
-    assert first.toPlainText().strip() == "Here is code:"  # Markdown, not the raw asterisks
-    assert bubble._rendered[2][1].document().toPlainText().strip() == "Done, really."
-    code.copy_button.click()
-    from PySide6.QtGui import QGuiApplication
-    assert QGuiApplication.clipboard().text() == code.code
