@@ -5,6 +5,7 @@
 
 Each yields its base URL once the server says it listens (no sleeping: its output is read
 until the line that says so, with a deadline); a server that exits first fails with its output.
+`procs=[]` gets the server's process appended (a test that kills the server mid-reply).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def llama_cpp_server(model: Path, *, alias: str = "tiny", api_key: str | None = None,
-                     n_ctx: int = 512) -> Iterator[str]:
+                     n_ctx: int = 512, procs: list | None = None) -> Iterator[str]:
     """`python -m llama_cpp.server` serving `model` as `alias`; yields http://127.0.0.1:PORT."""
     port = free_port()
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
@@ -68,6 +69,8 @@ def llama_cpp_server(model: Path, *, alias: str = "tiny", api_key: str | None = 
     if api_key:
         args += ["--api_key", api_key]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if procs is not None:
+        procs.append(proc)
     try:
         _wait_for(proc.stderr, "Uvicorn running on", "llama_cpp.server")
         yield f"http://127.0.0.1:{port}"
@@ -76,7 +79,8 @@ def llama_cpp_server(model: Path, *, alias: str = "tiny", api_key: str | None = 
 
 
 @contextmanager
-def corral_serve(home: Path, *, api_key: str | None = None) -> Iterator[str]:
+def corral_serve(home: Path, *, api_key: str | None = None,
+                 procs: list | None = None) -> Iterator[str]:
     """`corral serve --port 0` on the models of the Corral home `home` (the key, if any, from
     a file: it stays out of the process list); yields the API base, http://127.0.0.1:PORT/v1."""
     env = dict(os.environ, CORRAL_HOME=str(home), PYTHONUNBUFFERED="1")
@@ -88,6 +92,8 @@ def corral_serve(home: Path, *, api_key: str | None = None) -> Iterator[str]:
         args += ["--api-key-file", str(key_file)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
+    if procs is not None:
+        procs.append(proc)
     try:
         line = _wait_for(proc.stdout, "Serving the OpenAI API at ", "corral serve")
         yield line.split(" at ", 1)[1].split()[0]

@@ -120,6 +120,7 @@ class ModelChoices(QObject):
         self._infos: dict[str, gguf_info.ModelInfo] = {}
         self._generation = 0        # a listing that comes back after a newer one asked is dropped
         self._listed_at: float | None = None
+        self._asking = False        # a listing is under way
 
     # ------------------------------------------------------------------ this computer
     def refresh_local(self) -> str | None:
@@ -156,30 +157,33 @@ class ModelChoices(QObject):
 
     def refresh_remote_if_stale(self) -> None:
         """List again when the last listing is old, failed, or the servers changed."""
-        names = [s.name for s in self.registered()]
+        names = {s.name for s in self.registered()}
         stale = (self._listed_at is None or time.monotonic() - self._listed_at > FRESH_S
-                 or set(names) != {s.server.name for s in self.servers}
+                 or names != {s.server.name for s in self.servers}
                  or any(s.state == FAILED for s in self.servers))
-        if stale and not any(s.state == LISTING for s in self.servers):
+        if stale and not self._asking:
             self.refresh_remote()
 
     def refresh_remote(self) -> None:
-        """List every registered server's models off the GUI thread (none in offline mode)."""
+        """List every registered server's models off the GUI thread (none in offline mode).
+        Until the answer comes, what the last listing said stays shown."""
         self._listed_at = time.monotonic()
         servers = self.registered()
         self._generation += 1
         generation = self._generation
-        if not servers:
-            self.remote, self.servers = [], []
-            self.changed.emit()
-            return
-        if self.offline():
+        if not servers or self.offline():
+            self._asking = False
             self.remote = []
             self.servers = [ServerListing(s, OFFLINE, "offline mode is on: not contacted")
                             for s in servers]
             self.changed.emit()
             return
-        self.servers = [ServerListing(s, LISTING, "listing its models…") for s in servers]
+        before = {s.server.name: s for s in self.servers}
+        self.servers = [before.get(s.name) or ServerListing(s, LISTING, "listing its models…")
+                        for s in servers]
+        names = {s.name for s in servers}
+        self.remote = [e for e in self.remote if e.group in names]
+        self._asking = True
         self.changed.emit()
 
         def listing():
@@ -192,6 +196,7 @@ class ModelChoices(QObject):
     def _listed(self, generation: int, result: tuple[list, dict[str, str]]) -> None:
         if generation != self._generation:
             return
+        self._asking = False
         models, errors = result
         servers = {m.server.name: m.server for m in models}
         servers.update({s.server.name: s.server for s in self.servers})
