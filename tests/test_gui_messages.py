@@ -308,6 +308,17 @@ def test_find_returns_every_match_goes_to_it_and_highlights_it(qtbot, view):
     assert len(strong) == 1 and strong[0].selectedText().lower() == needle.lower()
     view.find_previous()
     assert view.find_state()[0] == len(expected) - 1
+    # The matches follow the messages: rows removed, a reply streaming in.
+    total = len(expected)
+    last_hit = expected[-1][0]
+    view.remove_from(last_hit)
+    gone = sum(1 for mid, _ in expected if mid >= last_hit)
+    assert view.find_state() == (total - gone - 1, total - gone)
+    view.find_next()  # wraps to the first, no stale row
+    assert view.find_state()[0] == 0
+    view.begin_stream(Message(2000, 1, "assistant", "", state="streaming"), "tinyllama")
+    view.append("Now about binary search, once more.")
+    qtbot.waitUntil(lambda: view.find_state()[1] == total - gone + 1, timeout=WAIT)
     assert view.find("no such words anywhere") == 0 and view.find_state() == (-1, 0)
     view.clear_find()
     assert changes[-1] == (-1, 0)

@@ -82,6 +82,10 @@ class InteractiveListView(MessageListView):
         super().__init__(model, parent)
         self._copied_timer = QTimer(self, singleShot=True, interval=COPIED_MS)
         self._copied_timer.timeout.connect(self._uncopy)
+        # The matches follow the messages (a reply streaming in, an edit, rows removed).
+        for signal in (self.messages.modelReset, self.messages.rowsInserted,
+                       self.messages.rowsRemoved, self.messages.dataChanged):
+            signal.connect(self._refind)
 
     # ------------------------------------------------------------------ hit-testing
     def row_at(self, pos: QPoint) -> int | None:
@@ -372,6 +376,22 @@ class InteractiveListView(MessageListView):
             self.findChanged.emit(-1, 0)
         return len(self._matches)
 
+    def _refind(self, *_args) -> None:
+        """The messages changed: search them again, staying at the same match (or the one
+        now at its place), without scrolling."""
+        if not self._needle:
+            return
+        old = self._matches[self._match] if 0 <= self._match < len(self._matches) else None
+        self._matches = self.messages.find(self._needle, self._case)
+        self._match_ids = {m.message_id for m in self._matches}
+        self._occurrences.clear()
+        keys = [(m.message_id, m.nth) for m in self._matches]
+        if old is not None and (old.message_id, old.nth) in keys:
+            self._match = keys.index((old.message_id, old.nth))
+        else:
+            self._match = min(self._match, len(self._matches) - 1)
+        self.findChanged.emit(self._match, len(self._matches))
+
     def find_state(self) -> tuple[int, int]:
         return self._match, len(self._matches)
 
@@ -397,6 +417,8 @@ class InteractiveListView(MessageListView):
             return
         self._match = n
         match = self._matches[n]
+        if self.messages.row_of(match.message_id) != match.row:  # stale: search again
+            return self._refind()
         rendered = self.rendered(match.row)
         occurrences = self._occurrences_in(rendered)
         y = None

@@ -274,10 +274,9 @@ class MessageListView(QAbstractScrollArea):
 
     # ------------------------------------------------------------------ model signals
     def _reset(self) -> None:
-        ids = {r.message_id for r in self.messages.rows()}
-        for stale in [k for k in self._shapes if k not in ids]:
-            del self._shapes[stale]
-            self._exact.pop(stale, None)
+        # New rows start at version 0 again: nothing known of the old ones may be reused.
+        self._shapes.clear()
+        self._exact.clear()
         self.cache.clear()
         self.stick, self._anchor = True, None
         self._relayout()
