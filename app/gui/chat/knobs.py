@@ -49,7 +49,7 @@ class Knobs(QObject):
         if self._last_save is not None:
             self._last_save.result(timeout=10)  # a remembered change is read back, not lost
         local = entry if entry is not None and not entry.remote else None
-        settings = s.library.model_settings(local.id) if local else None
+        settings = s.model_settings(local)
         header = local.model.header if local else None
         n_train = header.context_length if header else None
         defaults = turns.default_knobs(s.settings, settings, n_train)

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject
 from app.core.chats import DEFAULT_TITLE, ChatStoreError, Conversation, Message
 from app.core.templates import TemplateError
 from app.core.turns import PreparedTurn, TemplateChoice, TurnOptions, TurnRequest
+from app.gui.chat.style import stats_line
 
 if TYPE_CHECKING:
     from app.gui.chat.model_choices import ModelEntry
@@ -286,3 +287,12 @@ def completion_title(text: str, preset: str | None) -> str | None:
         if line.strip() and line.strip() not in skip:
             return line.strip()
     return None
+
+
+def completion_content(messages: list[Message]) -> tuple[str, str, str]:
+    """(prompt, completion, its stats line) of a completion conversation: its last run."""
+    prompt = next((m for m in reversed(messages) if m.role == "user"), None)
+    reply = next((m for m in messages if prompt and m.id > prompt.id and m.role == "assistant"),
+                 None)
+    return (prompt.content if prompt else "", reply.content if reply else "",
+            stats_line(reply.stats, reply.state) if reply else "")

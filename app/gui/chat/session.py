@@ -33,12 +33,12 @@ from app.core import turns
 from app.core.chats import DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message
 from app.core.engine import LoadedModel
 from app.core.library import Library
-from app.core.settings import Settings
+from app.core.settings import ModelSettings, Settings, SettingsError
 from app.core.templates import TemplateRegistry
 from app.gui.chat.knobs import Knobs
 from app.gui.chat.model_choices import ModelChoices, ModelEntry
 from app.gui.chat.next_prompt import NextPrompt
-from app.gui.chat.replies import Replies
+from app.gui.chat.replies import Replies, completion_content
 from app.gui.chat.template_part import Templates
 from app.gui.workers import EngineWorker
 
@@ -109,6 +109,17 @@ class ChatSession(QObject):
         """The open conversation's model (None: none chosen, or gone from the library)."""
         conv = self.conv
         return self.models.find(conv.model_id, conv.model_path) if conv else None
+
+    def model_settings(self, entry: ModelEntry | None) -> ModelSettings | None:
+        """A local model's own settings, read without scanning the library (None for a
+        server's model, or when they cannot be read: said)."""
+        if entry is None or entry.remote:
+            return None
+        try:
+            return self.library.settings.get(entry.id)
+        except SettingsError as exc:
+            self.say(str(exc))
+            return None
 
     def who(self, message: Message) -> str:
         if message.role == "user":
@@ -314,7 +325,7 @@ class ChatSession(QObject):
         entry = self.model()
         if entry is not None and not entry.remote:
             self.worker.load(entry.path, turns.load_settings_for(
-                self.settings, self.library.model_settings(entry.id), self.knobs.values,
+                self.settings, self.model_settings(entry), self.knobs.values,
                 entry.model.header.context_length if entry.model.header else None))
 
     def _load_started(self, path: str) -> None:
@@ -393,14 +404,3 @@ class ChatSession(QObject):
         self.knobs.shutdown()
         if self.can_stop:
             self.worker.stop()
-
-
-def completion_content(messages: list[Message]) -> tuple[str, str, str]:
-    """(prompt, completion, its stats line) of a completion conversation: its last run."""
-    from app.gui.chat.style import stats_line
-
-    prompt = next((m for m in reversed(messages) if m.role == "user"), None)
-    reply = next((m for m in messages if prompt and m.id > prompt.id and m.role == "assistant"),
-                 None)
-    return (prompt.content if prompt else "", reply.content if reply else "",
-            stats_line(reply.stats, reply.state) if reply else "")

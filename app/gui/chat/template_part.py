@@ -59,7 +59,7 @@ class Templates(QObject):
         if key not in self._choices:
             self._choices[key] = turns.choose_template(
                 s.models.info(entry), model_id=entry.id, path=entry.path,
-                model_settings=s.library.model_settings(entry.id),
+                model_settings=s.model_settings(entry),
                 conversation_choice=key[1], registry=s.registry)
         return self._choices[key]
 
@@ -102,7 +102,7 @@ class Templates(QObject):
                     name = preset.name if preset else "none (completion mode)"
                     reason = ("Completion mode sends the editor's text as it is; a preset gives "
                               "the starting text and the stop strings.")
-                settings = s.library.model_settings(entry.id)
+                settings = s.model_settings(entry)
                 view = replace(view, auto_label=f"Auto: {choice.auto_name}",
                                auto_tip=choice.auto.detail, chat=tuple(chat), name=name,
                                reason=reason, system=conv.system_prompt,
