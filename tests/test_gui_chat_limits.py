@@ -195,3 +195,36 @@ def test_the_model_picker_searches_200_models_per_keystroke_and_is_driven_by_the
     assert picker.isVisible()
     qtbot.keyClick(picker.search, Qt.Key.Key_Escape)
     assert not picker.isVisible() and session.conv.model_id == first.id
+
+
+def test_ctrl_f_finds_in_the_conversation_with_a_count_next_previous_and_esc(
+        qtbot, screens, home, make_model):
+    model = Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))
+    store = ChatStore()
+    conv = store.create_conversation(title="llamas", model_id=model.id)
+    ids = []
+    for i in range(60):  # the matches are spread over a conversation longer than the window
+        ids.append(store.add_message(conv.id, "user", f"question {i} about alpacas").id)
+        text = "A **llama** is not an alpaca." if i % 20 == 0 else f"answer {i}"
+        store.add_message(conv.id, "assistant", text)
+    store.close()
+    screen = screens()
+    bar, view = screen.find_bar, screen.messages
+    assert screen.current_conversation_id() == conv.id and not bar.isVisible()
+    screen.find_in_conversation()
+    qtbot.waitUntil(lambda: bar.isVisible() and bar.field.hasFocus(), timeout=5000)
+    qtbot.keyClicks(bar.field, "LLAMA")
+    qtbot.waitUntil(lambda: bar.count.text() == "3 of 3", timeout=5000)  # the last, nearest
+    matched = sorted({m.message_id for m in view.matches()})
+    assert len(matched) == 3 and view.find_state() == (2, 3)
+    qtbot.keyClick(bar.field, Qt.Key.Key_Return)  # next: wraps to the first
+    assert view.find_state() == (0, 3) and bar.count.text() == "1 of 3"
+    qtbot.keyClick(bar.field, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert view.find_state() == (2, 3) and bar.count.text() == "3 of 3"
+    bar.previous.click()
+    assert bar.count.text() == "2 of 3"
+    qtbot.keyClicks(bar.field, "s")  # "LLAMAs": none
+    qtbot.waitUntil(lambda: bar.count.text() == "no match", timeout=5000)
+    assert not bar.next.isEnabled() and not bar.previous.isEnabled()
+    qtbot.keyClick(bar.field, Qt.Key.Key_Escape)
+    assert not bar.isVisible() and view.find_state() == (-1, 0)
