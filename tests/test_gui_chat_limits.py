@@ -104,6 +104,31 @@ def test_a_huge_paste_is_warned_about_before_sending_and_an_empty_composer_never
     qtbot.keyClick(composer.edit, Qt.Key.Key_Delete)
     assert composer.text() == "" and not composer.warning.isVisible()
 
+    # Pasted and sent at once, before any check answered: checked first, and not sent either.
+    composer.set_text(paste)
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: composer.warning.label.text().startswith("Not sent. Too long"),
+                    timeout=WAIT)
+    assert [m.content for m in session.store.messages(conv.id)] == ["hello " * 3000]
+    assert composer.text() == paste and not screen.is_busy()
+
+
+def test_a_long_draft_that_fits_is_sent_once_checked(qtbot, screens, home, make_model):
+    Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))
+    screen = screens()
+    session, composer = screen.session, screen.composer
+    knobs(screen, context=2048, threads=1, max_tokens=8)
+    draft = "question " * 1800  # over 16,000 characters, under 2048 tokens
+    composer.set_text(draft)
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)  # the model is loaded and it is checked
+    qtbot.waitUntil(lambda: not screen.is_busy() and session.conv.id
+                    and len(session.store.messages(session.conv.id)) == 2, timeout=WAIT)
+    user, reply = session.store.messages(session.conv.id)
+    assert user.content == draft and composer.text() == ""
+    assert reply.state == "complete" and reply.stats["generated_tokens"] == 8
+    assert 1800 < reply.stats["prompt_tokens"] <= 2048 - 8
+    assert not composer.warning.isVisible()
+
 
 def test_stop_during_prompt_evaluation_ends_the_reply_at_once_and_says_why(
         qtbot, screens, home, make_model):

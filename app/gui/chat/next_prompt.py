@@ -7,7 +7,9 @@ goes out as the session's `promptShown(PromptView)` and `contextShown(ContextVie
 
 - a draft that cannot fit the context (a huge paste) gets a warning in the composer before it
   is sent — its token count ("at least N" when counted from its bytes alone) and what will
-  happen — and `refusal(text)` keeps Send from sending it;
+  happen — and `refusal(text)` keeps Send from sending it; a draft over BIG_DRAFT characters
+  sent before its check answered is sent once the answer says it fits (`send_when_checked`),
+  so a paste that cannot fit is never saved into the conversation;
 - an older conversation longer than the context fades the exchanges that will be left out;
 - nothing at all is said about an empty composer (no banner over a conversation at rest).
 
@@ -25,14 +27,13 @@ from PySide6.QtCore import QObject, QTimer
 from app.core.templates import ContextOverflow, TemplateError
 from app.core.turns import PreparedTurn, TemplateChoice, TurnRequest, render_turn
 from app.gui import background
-from app.gui.chat.replies import chat_request, completion_request, history
+from app.gui.chat.replies import BIG_DRAFT, chat_request, completion_request, history
 
 if TYPE_CHECKING:
     from app.gui.chat.model_choices import ModelEntry
     from app.gui.chat.session import ChatSession
 
 PREVIEW_CHARS = 120_000   # the inspector shows at most this much of a prompt (head and tail)
-BIG_DRAFT = 16_000        # characters: checked against the context even before loading
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class NextPrompt(QObject):
         self._rendering = 0                           # the latest preview asked for
         self._asked: tuple[int, str, str] | None = None   # (seq, draft, mode) of the check
         self.refused: tuple[str, str] | None = None   # (draft, why) it cannot fit
+        self.fitting: str | None = None               # the draft last found to fit
+        self.waiting: str | None = None               # a draft to send once checked
         session.worker.contextChecked.connect(self._answer)
 
     def schedule(self) -> None:
@@ -115,6 +118,16 @@ class NextPrompt(QObject):
     def refusal(self, text: str) -> str | None:
         """Why `text` cannot be sent, when the latest check of exactly it said so."""
         return self.refused[1] if self.refused and self.refused[0] == text else None
+
+    def fits(self, text: str) -> bool:
+        """Whether the latest check of exactly `text` found that it fits."""
+        return self.fitting == text
+
+    def send_when_checked(self, text: str) -> None:
+        """Check `text` now; send it when the answer says it fits, else say why not."""
+        self.waiting = self.session.draft = text
+        self._timer.stop()
+        self._run()
 
     # ------------------------------------------------------------------ the preview
     def _run(self) -> None:
@@ -202,8 +215,9 @@ class NextPrompt(QObject):
             return
         _, draft, mode = self._asked
         typed = bool(draft.strip())
-        self.refused = None
+        self.refused = self.fitting = None
         if isinstance(result, PreparedTurn):
+            self.fitting = draft if mode == "chat" else None
             s.contextShown.emit(context_view(result, mode))
         elif isinstance(result, ContextOverflow):
             if mode == "chat":
@@ -218,6 +232,13 @@ class NextPrompt(QObject):
             s.contextShown.emit(ContextView(tokens=str(result),
                                             banner=str(result) if typed else None,
                                             kind="error"))
+        if self.waiting is not None and self.waiting == draft and mode == "chat":
+            self.waiting = None
+            if self.refused is not None:
+                s.draftRefused.emit(self.refused[1])
+            else:  # it fits (or cannot be made: the reply will say why)
+                self.fitting = draft
+                s.send(draft)
 
     def show_sent(self, turn: PreparedTurn) -> None:
         """The turn the reply being written was prepared from."""

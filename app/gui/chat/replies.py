@@ -23,6 +23,8 @@ from app.core.templates import TemplateError
 from app.core.turns import PreparedTurn, TemplateChoice, TurnOptions, TurnRequest
 from app.gui.chat.style import stats_line
 
+BIG_DRAFT = 16_000  # characters: a draft this long is sent only once it is known to fit
+
 if TYPE_CHECKING:
     from app.gui.chat.model_choices import ModelEntry
     from app.gui.chat.session import ChatSession
@@ -94,6 +96,11 @@ class Replies(QObject):
         refusal = s.next_prompt.refusal(text)
         if refusal is not None:  # it cannot fit: kept in the composer, said there
             s.draftRefused.emit(refusal)
+            return False
+        entry = s.model()
+        if len(text) > BIG_DRAFT and entry is not None and not entry.remote \
+                and not s.next_prompt.fits(text):
+            s.next_prompt.send_when_checked(text)  # sent, or said, once checked
             return False
         ready = self.ready()
         if ready is None:

@@ -350,6 +350,7 @@ class ChatSession(QObject):
 
     def _load_failed(self, message: str) -> None:
         name, self.loading = self.loading, None
+        self.next_prompt.waiting = None  # a draft waiting for its check is not sent
         self.loadingChanged.emit(None, 0.0)
         self.show_status("error", f"Could not load {name or 'the model'}")
         if "cancelled" in message:
