@@ -18,6 +18,10 @@ kept. With --json one JSON object is printed, every key measured (none estimated
   `open_chat_1000_ms` (open to the last message painted, <= 200 ms),
   `scroll_top_1000_max_stall_ms` (paging from the end to the first message, <= 50 ms),
   `rss_growth_1000_mb` (after that, less before the open, <= 150 MB).
+- picker: `picker_search_keystroke_max_stall_ms` (<= 50 ms) typing in the chat's model picker
+  with 200 local models and a server's 200; `picker_open_ms`.
+- chat_limits (the 1.1B-shaped model, 2k context): `paste_20000_lines_ms` (<= 500 ms),
+  `send_paste_in_1000_chat_ms` (<= 1000 ms), `stop_during_prompt_eval_ms` (<= 500 ms).
 - startup: `startup_ready_ratio`, `corral gui --quit-after-show` ready with 200 models and the
   1000-message chat reopened ÷ with an empty home, same run (<= 1.2).
 
@@ -292,6 +296,150 @@ def startup(home: Path) -> dict[str, float]:
     full_ms, empty_ms = (statistics.median(times[k]) for k in ("full", "empty"))
     return {"startup_ready_full_ms": round(full_ms, 1), "startup_ready_empty_ms": round(empty_ms, 1),
             "startup_ready_ratio": round(full_ms / empty_ms, 3)}
+
+
+# ---------------------------------------------------------------------- the chat's picker and limits
+PICKER_QUERY = "mistral q4_k"
+
+
+@measurement("picker")
+def picker(home: Path) -> dict[str, float]:
+    """The chat's model picker with 200 local models and a `corral serve` of the same 200
+    registered (app/testing/servers.py): 400 models under two headings. `picker_open_ms`: Ctrl+K
+    to the popup shown and painted. `picker_search_keystroke_max_stall_ms`: the largest
+    event-loop stall while a query is typed in its search field one key every 120 ms, until
+    the rows match it and 0.5 s more (<= 50 ms)."""
+    from PySide6.QtTest import QTest
+
+    from app.core.remote import ServerRegistry
+    from app.testing.many_models import seed_library
+    from app.testing.servers import corral_serve
+
+    paths = seed_library(home / "models", 200)
+    words = PICKER_QUERY.split()
+    matching = sum(1 for p in paths if all(w in p.name.lower() for w in words))
+    with corral_serve(home) as url:
+        ServerRegistry().add(url, name="box")
+        app, window = main_window()
+        wait_until(lambda: window.is_ready and window.chat_screen is not None, 60, "the chat")
+        window.show_screen("chat")
+        chat = window.chat_screen
+        wait_until(lambda: len(chat.session.models.remote) == 200, 60, "the server's models")
+        spin(1.5)
+        popup = chat.toolbar.picker
+        t0 = time.perf_counter()
+        chat.choose_model()
+        wait_until(popup.isVisible, 10, "the picker")
+        popup.repaint()
+        open_ms = (time.perf_counter() - t0) * 1000
+        spin(0.3)
+        meter = StallMeter()
+        meter.start()
+        for ch in PICKER_QUERY:
+            QTest.keyClick(popup.search, ch)
+            spin(0.12)
+        wait_until(lambda: len(popup.shown_entries()) == 2 * matching, 30, "the rows to match")
+        spin(0.5)
+        stall = meter.stop()
+        popup.hide()
+        window.close()
+    return {"picker_open_ms": round(open_ms, 1),
+            "picker_search_keystroke_max_stall_ms": round(stall, 1)}
+
+
+def _answered() -> float:
+    """When the event loop runs a zero timer: it answers again."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(0, loop.quit)
+    loop.exec()
+    return time.perf_counter()
+
+
+@measurement("chat_limits")
+def chat_limits(home: Path) -> dict[str, float]:
+    """Huge input and Stop in the window, on the TinyLlama-1.1B-shaped generated model
+    (app/testing/models.py, ~591 MiB, linked in place) loaded with a 2048-token context.
+    `paste_20000_lines_ms`: 20,000 lines (1.2 MB) pasted into the composer of a short chat to
+    the warning shown and the event loop answering again (<= 500 ms; its largest stall as
+    `paste_20000_lines_max_stall_ms`). `send_paste_in_1000_chat_ms`: the same in a 1000-message
+    chat, Enter pressed at once (before any check answered) to the refusal said in the
+    composer, nothing saved (<= 1000 ms). `stop_during_prompt_eval_ms`: a ~1900-token message
+    sent, Stop pressed once a batch is evaluated, to the runner idle and the reply ended
+    (<= 500 ms)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtTest import QTest
+
+    from app.core.chats import ChatStore
+    from app.core.library import LINK, Library
+    from app.testing import models
+    from app.testing.long_chat import seed_long_chat
+
+    model = Library().import_file(models.cached_model("tinyllama_shape"), LINK)
+    knobs = {"context": 2048, "threads": 2, "max_tokens": 32}
+    store = ChatStore()
+    long_id = seed_long_chat(store, CHAT_LENGTH, model_id=model.id)
+    store.update_conversation(long_id, params=knobs)
+    short = store.create_conversation(title="A short chat", model_id=model.id, params=knobs)
+    store.add_message(short.id, "user", "Hello")
+    store.add_message(short.id, "assistant", "Hi! What shall we talk about?")
+    store.close()
+    app, window = main_window()
+    wait_until(lambda: window.is_ready and window.chat_screen is not None, 60, "the chat")
+    window.show_screen("chat")
+    chat = window.chat_screen
+    session, composer = chat.session, chat.composer
+    wait_until(lambda: session.conv is not None and session.conv.id == short.id, 30, "the chat")
+    session.load_model()
+    wait_until(lambda: session.worker.model is not None, 300, "the model loaded")
+    spin(1.5)
+
+    paste = "a line of pasted log output, with some words and numbers 12345\n" * 20_000
+    QGuiApplication.clipboard().setText(paste)
+    composer.edit.setFocus()
+    spin(0.2)
+    meter = StallMeter()
+    meter.start()
+    t0 = time.perf_counter()
+    composer.edit.paste()
+    wait_until(composer.warning.isVisible, 30, "the paste's warning")
+    paste_ms = (_answered() - t0) * 1000
+    spin(0.3)
+    paste_stall = meter.stop()
+
+    composer.edit.clear()
+    chat.open_conversation(long_id)
+    spin(1.5)
+    composer.set_text(paste)
+    t0 = time.perf_counter()
+    QTest.keyClick(composer.edit, Qt.Key.Key_Return)
+    wait_until(lambda: composer.warning.label.text().startswith("Not sent."), 60, "the refusal")
+    send_ms = (time.perf_counter() - t0) * 1000
+    if len(session.store.messages(long_id)) != CHAT_LENGTH:
+        raise SystemExit("gui_scale: the paste was saved into the long chat")
+
+    composer.edit.clear()
+    chat.open_conversation(short.id)
+    spin(0.5)
+    evaluated: list[int] = []
+    session.worker.promptProgress.connect(lambda _rid, done, _total: evaluated.append(done))
+    composer.set_text("the history of the llama " * 260)
+    QTest.keyClick(composer.edit, Qt.Key.Key_Return)
+    wait_until(lambda: any(evaluated), 120, "a batch of the prompt evaluated")
+    t0 = time.perf_counter()
+    chat.stop()
+    wait_until(lambda: not session.busy and not session.worker.busy, 60, "the runner idle")
+    stop_ms = (time.perf_counter() - t0) * 1000
+    reply = session.store.messages(short.id)[-1]
+    if reply.stats.get("stopped_by") != "user" or not reply.stats.get("aborted_in_prompt"):
+        raise SystemExit(f"gui_scale: the reply was not stopped in its prompt: {reply.stats}")
+    window.close()
+    return {"paste_20000_lines_ms": round(paste_ms, 1),
+            "paste_20000_lines_max_stall_ms": round(paste_stall, 1),
+            "send_paste_in_1000_chat_ms": round(send_ms, 1),
+            "stop_during_prompt_eval_ms": round(stop_ms, 1)}
 
 
 # ---------------------------------------------------------------------- driver

@@ -102,7 +102,7 @@ class NextPrompt(QObject):
     def __init__(self, session: "ChatSession") -> None:
         super().__init__(session)
         self.session = session
-        self._timer = QTimer(self, singleShot=True, interval=250)
+        self._timer = QTimer(self, singleShot=True, interval=150)
         self._timer.timeout.connect(self._run)
         self._rendering = 0                           # the latest preview asked for
         self._asked: tuple[int, str, str] | None = None   # (seq, draft, mode) of the check
