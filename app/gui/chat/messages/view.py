@@ -198,7 +198,7 @@ class MessageListView(QAbstractScrollArea):
         """Scroll so row i (or the point y_in_row of it) is in view; the least movement, or
         centred for a point."""
         self.rendered(i)
-        self._settle_layout_only()
+        self._settle()  # its exact height known, what is on screen put back first
         bar = self.verticalScrollBar()
         top, height = self.row_top(i), self.layout_.heights[i] - ROW_GAP
         view_h = self.viewport().height()
@@ -216,10 +216,6 @@ class MessageListView(QAbstractScrollArea):
         self.stick = bar.value() >= bar.maximum() - STICK_PX and i == len(self.messages) - 1
         self._note_anchor()
         self.viewport().update()
-
-    def _settle_layout_only(self) -> None:
-        bar = self.verticalScrollBar()
-        bar.setRange(0, max(0, self.content_height() - self.viewport().height()))
 
     # ------------------------------------------------------------------ measuring what is seen
     def _measure_visible(self) -> None:
