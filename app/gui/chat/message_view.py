@@ -6,9 +6,9 @@ evicted) and painted (messages/view.py, painter.py); the actions are drawn and h
 (messages/interaction.py). A 1000-message chat opens at its end at once and scrolls to its top
 without a freeze, and memory follows what is on screen, not the chat's length.
 
-This module is the API the chat screen uses (see /work/notes/message-list-api.md): content,
-streaming (shown at most every RENDER_MS, less often when rendering is slow), state, and the
-empty conversation's greeting. Colours follow QPalette.
+This module is the API the chat screen uses (bound to the chat session by message_binding.py):
+content, streaming (shown at most every RENDER_MS, less often when rendering is slow), state,
+and the empty conversation's greeting. Colours follow QPalette.
 """
 
 from __future__ import annotations
