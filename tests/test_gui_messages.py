@@ -380,3 +380,26 @@ def test_rows_removed_and_edited_keep_the_list_right(qtbot, view):
     assert view.rows() == [] and view.empty.isVisible()
     point = QPoint(10, 10)
     assert view.row_at(point) is None
+
+
+def test_a_dark_palette_renders_the_code_again_in_a_dark_style(qtbot, view):
+    from PySide6.QtGui import QColor, QPalette
+
+    chat = [Message(1, 1, "assistant", "Code:\n\n```python\ndef f():\n    return 1\n```")]
+    view.set_conversation(chat, who)
+    painted(view)
+    light = view.rendered(0)
+    assert view.look.style == "default"
+    before = {f.format.foreground().color().name()
+              for f in light.parts[1].doc.firstBlock().layout().formats()}
+    dark = QPalette(view.palette())
+    dark.setColor(QPalette.ColorRole.Base, QColor("#1e1e1e"))
+    dark.setColor(QPalette.ColorRole.Text, QColor("#e0e0e0"))
+    view.setPalette(dark)
+    assert view.look.style == "monokai" and view.look.dark
+    again = view.rendered(0)
+    assert again is not light  # rendered anew, with the dark style's colours
+    colours = {f.format.foreground().color().name()
+               for f in again.parts[1].doc.firstBlock().layout().formats()}
+    assert before and colours and colours != before
+    assert chat[0].id in painted(view)

@@ -75,6 +75,8 @@ class MessageListView(QAbstractScrollArea):
 
     def changeEvent(self, event) -> None:  # noqa: N802
         super().changeEvent(event)
+        if getattr(self, "look", None) is None:  # still being built
+            return
         if event.type() in (QEvent.Type.FontChange, QEvent.Type.PaletteChange,
                             QEvent.Type.StyleChange):
             key = self.look.key()
