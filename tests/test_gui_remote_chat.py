@@ -115,7 +115,9 @@ def test_a_server_model_chosen_in_the_picker_streams_stops_regenerates_and_edits
         assert all(group == "" for _, group, _ in rows[:box])
         qtbot.keyClick(picker.search, Qt.Key.Key_Escape)
         pick(screen, qtbot, "box", remote)
-        assert screen.toolbar.model.full.startswith(f"{served} · box")
+        entry = session.model()
+        assert (entry.id, entry.group, entry.remote_id) == (remote, "box", served)
+        assert screen.toolbar.model.full == f"{served}  ({' · '.join(filter(None, (entry.family, 'box')))})"
         assert not screen.toolbar.template.isEnabled()  # the server applies its own
 
         # Send; stop at the first pieces: the partial reply is kept, and why it stopped.

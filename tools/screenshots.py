@@ -37,7 +37,9 @@ DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
 )
 
 
-GROUPS = ("chat", "library", "downloads", "settings", "menu", "library-search", "chat-long")
+GROUPS = ("chat", "library", "downloads", "settings", "menu", "library-search", "chat-long",
+          "picker")
+PICKED = "mistral q4_k_m"   # the query of picker-search.png
 SEARCHED = "mistral"   # the query of library-search.png
 
 
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 shoot_library_search(window, home, args.out, width, height)
             if "chat-long" in want:
                 shoot_long_chat(window, args.out, width, height)
+            if "picker" in want:
+                shoot_picker(window, home, args.out, width, height)
         finally:
             window.close()
             hub.stop()
@@ -314,6 +318,48 @@ def shoot_servers(window, home: Path, out: Path) -> None:
         page.confirm = lambda title, text: True
         page.remove_button.click()  # its key (maybe in your OS keyring) is not kept after
         dialog.reject()
+
+
+def shoot_picker(window, home: Path, out: Path, width: int, height: int) -> None:
+    """The chat's model picker (Ctrl+K) searching 200 local models and a `corral serve` of the
+    same models registered as "lab-server" (removed after): picker-search.png."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtTest import QTest
+
+    from app.core.remote import ServerRegistry
+    from app.testing.many_models import seed_library
+    from app.testing.servers import corral_serve
+
+    if len(list((home / "models").glob("*.gguf"))) < 200:
+        seed_library(home / "models", 200)
+    window.library_state.refresh()
+    window.show_screen("chat")
+    window.resize(width, height)
+    chat = window.chat_screen
+    wait(lambda: len(chat.session.models.local) >= 200, 60, "200 models in the chat")
+    with corral_serve(home) as url:
+        ServerRegistry().add(url, name="lab-server")
+        try:
+            chat.session.models.refresh_remote()
+            wait(lambda: len(chat.session.models.remote) >= 200, 60, "the server's models")
+            chat.choose_model()
+            picker = chat.toolbar.picker
+            wait(lambda: picker.isVisible() and picker.search.hasFocus(), what="the picker")
+            QTest.keyClicks(picker.search, PICKED)
+            wait(lambda: 0 < len(picker.shown_entries()) < 20, what="the search")
+            settle()
+            picture = window.grab().toImage()
+            painter = QPainter(picture)
+            painter.drawPixmap(window.mapFromGlobal(picker.pos()), picker.grab())
+            painter.end()
+            picker.hide()
+        finally:
+            ServerRegistry().remove("lab-server")
+            chat.session.models.refresh_remote()
+    path = out / "picker-search.png"
+    if not picture.save(str(path)):
+        raise SystemExit(f"screenshots: could not write {path}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def shoot_menu(window, out: Path) -> None:

@@ -92,10 +92,11 @@ def local_entry(model: LocalModel, family: str) -> ModelEntry:
                       search=search)
 
 
-def remote_entry(server: RemoteServer, model_id: str) -> ModelEntry:
+def remote_entry(server: RemoteServer, model_id: str, family: str = "") -> ModelEntry:
+    """A server's model; its family is the catalog's for its name (a server says no more)."""
     full = f"{server.name}/{model_id}"
-    return ModelEntry(full, model_id, server.name, server=server, remote_id=model_id,
-                      search=f"{full} {server.name}".lower())
+    return ModelEntry(full, model_id, server.name, family, server=server, remote_id=model_id,
+                      search=f"{full} {server.name} {family}".lower())
 
 
 def _family(model: LocalModel, catalog: Any) -> str:
@@ -186,12 +187,18 @@ class ModelChoices(QObject):
         self._asking = True
         self.changed.emit()
 
-        def listing():
+        def listing() -> tuple[int, tuple[list, dict[str, str]]]:
             from app.core.remote_client import list_remote_models
-            return list_remote_models()
+            try:
+                return generation, list_remote_models()
+            except Exception as exc:  # noqa: BLE001 - said on each server's line
+                return generation, ([], {"": str(exc)})
 
-        background.run(listing, done=lambda result: self._listed(generation, result),
-                       failed=lambda exc: self._listed(generation, ([], {"": str(exc)})))
+        # A bound method: dropped by PySide if the screen is gone when the answer comes.
+        background.run(listing, done=self._answer)
+
+    def _answer(self, answer: tuple[int, tuple[list, dict[str, str]]]) -> None:
+        self._listed(*answer)
 
     def _listed(self, generation: int, result: tuple[list, dict[str, str]]) -> None:
         if generation != self._generation:
@@ -200,7 +207,14 @@ class ModelChoices(QObject):
         models, errors = result
         servers = {m.server.name: m.server for m in models}
         servers.update({s.server.name: s.server for s in self.servers})
-        self.remote = [remote_entry(m.server, m.model) for m in models]
+        from app.core.catalog import CatalogError, load_catalog
+        try:
+            catalog = load_catalog()
+        except CatalogError:
+            catalog = None
+        self.remote = [remote_entry(m.server, m.model,
+                                    (catalog.family_for(m.model) if catalog else None) or "")
+                       for m in models]
         listings = []
         for name, server in servers.items():
             if name in errors or "" in errors:  # "": the listing itself failed

@@ -174,24 +174,24 @@ class NextPrompt(QObject):
         """Render the next prompt off the GUI thread (a long chat, a huge paste, a model's own
         template in its child process); only the latest rendering is shown."""
         self._rendering += 1
-        ticket, s = self._rendering, self.session
+        ticket, caption = self._rendering, "Next prompt (with your draft)"
 
-        def work() -> PromptView:
-            rendered = render_turn(request, choice)
+        def work() -> tuple[int, PromptView]:
+            try:
+                rendered = render_turn(request, choice)
+            except Exception as exc:  # noqa: BLE001 - shown in the preview, never lost
+                return ticket, PromptView(f"({exc})", caption, (), stops, overridden)
             text, cut = shorten(rendered.text)
-            return PromptView(text, "Next prompt (with your draft)", tuple(rendered.notes),
-                              stops, overridden, cut)
+            return ticket, PromptView(text, caption, tuple(rendered.notes), stops, overridden,
+                                      cut)
 
-        def done(view: PromptView) -> None:
-            if ticket == self._rendering:
-                s.promptShown.emit(view)
+        # A bound method: dropped by PySide if the screen is gone when the rendering ends.
+        background.run(work, done=self._rendered)
 
-        def failed(exc: BaseException) -> None:
-            if ticket == self._rendering:
-                s.promptShown.emit(PromptView(f"({exc})", "Next prompt (with your draft)", (),
-                                              stops, overridden))
-
-        background.run(work, done=done, failed=failed)
+    def _rendered(self, result: tuple[int, PromptView]) -> None:
+        ticket, view = result
+        if ticket == self._rendering:
+            self.session.promptShown.emit(view)
 
     # ------------------------------------------------------------------ the context
     def _check(self, entry: "ModelEntry", request: TurnRequest | None, draft: str,

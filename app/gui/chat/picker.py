@@ -24,6 +24,7 @@ from app.gui.chat.style import muted
 ROW = Qt.ItemDataRole.UserRole
 HEADER, MODEL, NOTE = "header", "model", "note"
 THIS_COMPUTER = "On this computer"
+MIN_HEIGHT, MAX_HEIGHT = 160, 460
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def picker_rows(local: list[ModelEntry], remote: list[ModelEntry],
     for listing in servers:
         name = listing.server.name
         rows.append(PickerRow(HEADER, name, name, listing.server.shown_url))
-        rows += [PickerRow(MODEL, name, e.name, name, e) for e in remote if e.group == name]
+        rows += [PickerRow(MODEL, name, e.name, e.detail, e) for e in remote if e.group == name]
         if listing.note:
             rows.append(PickerRow(NOTE, name, listing.note))
     return rows
@@ -208,6 +209,7 @@ class ModelPicker(QFrame):
         lay.addWidget(self.view, 1)
         self.count = muted(QLabel())
         lay.addWidget(self.count)
+        self.max_height = MAX_HEIGHT
 
     # ------------------------------------------------------------------ content
     def set_rows(self, rows: list[PickerRow], current_id: str | None) -> None:
@@ -235,8 +237,8 @@ class ModelPicker(QFrame):
         width = max(anchor.width(), 520)
         screen = anchor.screen().availableGeometry()
         pos = anchor.mapToGlobal(QPoint(0, anchor.height()))
-        height = min(460, max(200, screen.bottom() - pos.y() - 8))
-        self.resize(width, height)
+        self.max_height = min(MAX_HEIGHT, max(MIN_HEIGHT, screen.bottom() - pos.y() - 8))
+        self.resize(width, self.max_height)
         self.move(min(pos.x(), screen.right() - width), pos.y())
         self.search.clear()
         self._after_filter(keep=current_id or self.delegate.current_id)
@@ -269,6 +271,15 @@ class ModelPicker(QFrame):
         total = sum(1 for r in self.source.rows if r.kind == MODEL)
         self.count.setText(f"{len(models)} of {total} models" if self.proxy.query
                            else f"{total} models · Enter chooses · Esc closes")
+        self._fit_height(rows)
+
+    def _fit_height(self, rows: list[QModelIndex]) -> None:
+        """As tall as the rows shown need, up to MAX_HEIGHT (a short list, a short popup)."""
+        lay = self.layout().contentsMargins()
+        chrome = (self.search.sizeHint().height() + self.count.sizeHint().height()
+                  + 2 * self.layout().spacing() + lay.top() + lay.bottom() + 2 * self.frameWidth())
+        body = sum(self.view.sizeHintForIndex(i).height() for i in rows[:40]) + 8
+        self.resize(self.width(), max(MIN_HEIGHT, min(self.max_height, chrome + body)))
 
     def move_by(self, step: int) -> None:
         """The current model `step` models further (headers and notes skipped)."""

@@ -33,16 +33,20 @@ class ModelButton(QToolButton):
         self.setMaximumWidth(440)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.full = ""
+        self._name, self._detail = "", ""
 
-    def show_model(self, text: str, tip: str) -> None:
-        self.full = text
+    def show_model(self, name: str, detail: str, tip: str) -> None:
+        """`name`, and beside it `detail` (family · size · quantization, or the server)."""
+        self._name, self._detail = name, f"  ({detail})" if detail else ""
+        self.full = self._name + self._detail
         self.setToolTip(f"{tip}\nChoose the model (Ctrl+K)")
         self._elide()
 
     def _elide(self) -> None:
-        room = max(40, self.width() - 28)
-        self.setText(self.fontMetrics().elidedText(self.full, Qt.TextElideMode.ElideMiddle,
-                                                   room) + "  ▾")
+        fm = self.fontMetrics()
+        room = max(40, self.width() - 28 - fm.horizontalAdvance(self._detail + "  ▾"))
+        name = fm.elidedText(self._name, Qt.TextElideMode.ElideMiddle, room)
+        self.setText(f"{name}{self._detail}  ▾")
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -126,17 +130,15 @@ class ChatToolbar(QFrame):
         conv, entry = s.conv, s.model()
         current = conv.model_id if conv else None
         if entry is not None:
-            where = f" · {entry.group}" if entry.group else ""
-            self.model.show_model(f"{entry.name}{where}" + (f"  ({entry.detail})"
-                                                            if entry.detail and not entry.remote
-                                                            else ""),
+            detail = " · ".join(b for b in (entry.detail, entry.group) if b)
+            self.model.show_model(entry.name, detail,
                                   f"{entry.id}\nThe model this conversation talks to")
         elif current:
-            self.model.show_model(f"{current} (missing)", f"{current} is not available")
+            self.model.show_model(f"{current} (missing)", "", f"{current} is not available")
         elif s.models.local:
-            self.model.show_model("Choose a model…", "Choose the model this chat talks to")
+            self.model.show_model("Choose a model…", "", "Choose the model this chat talks to")
         else:
-            self.model.show_model("No models yet: add one in the Library",
+            self.model.show_model("No models yet: add one in the Library", "",
                                   "Import or download a model in the Library")
         if self.picker.isVisible():
             self._fill_picker()
