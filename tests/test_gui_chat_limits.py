@@ -253,3 +253,29 @@ def test_ctrl_f_finds_in_the_conversation_with_a_count_next_previous_and_esc(
     assert not bar.next.isEnabled() and not bar.previous.isEnabled()
     qtbot.keyClick(bar.field, Qt.Key.Key_Escape)
     assert not bar.isVisible() and view.find_state() == (-1, 0)
+
+
+def test_show_prompt_on_a_reply_shows_what_was_sent_for_it(qtbot, screens, home, make_model):
+    Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))
+    screen = screens()
+    session, inspector = screen.session, screen.inspector
+    knobs(screen, threads=1, max_tokens=4)
+    with qtbot.waitSignal(session.worker.promptReady, timeout=WAIT) as sent:
+        screen.send("hello")
+    qtbot.waitUntil(lambda: not screen.is_busy(), timeout=WAIT)
+    reply = session.store.messages(session.conv.id)[-1]
+    screen.composer.set_text("a draft")  # the inspector previews the next prompt…
+    qtbot.waitUntil(lambda: inspector.caption.text() == "Next prompt (with your draft)",
+                    timeout=WAIT)
+    screen.messages.inspectRequested.emit(reply.id)  # …until a reply's "Show prompt"
+    assert screen.side.isVisible() and screen.side.currentWidget() is inspector
+    assert inspector.caption.text() == "Prompt sent for this reply"
+    assert inspector.prompt.toPlainText() == sent.args[1].text
+    assert sent.args[1].text.endswith("USER: hello ASSISTANT:")
+
+    # A reply written before the window opened: its conversation rendered again, and said so.
+    again = screens()
+    again.messages.inspectRequested.emit(reply.id)
+    qtbot.waitUntil(lambda: again.inspector.caption.text().startswith(
+        "This reply's conversation, rendered again now"), timeout=WAIT)
+    assert again.inspector.prompt.toPlainText() == sent.args[1].text

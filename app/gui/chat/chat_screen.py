@@ -120,7 +120,7 @@ class ChatScreen(QWidget):
         s.status.connect(self._status)
         s.libraryWanted.connect(self.libraryRequested)
         self.messages.libraryRequested.connect(self.libraryRequested)
-        self.messages.inspectRequested.connect(lambda _mid: self.show_prompt_panel())
+        self.messages.inspectRequested.connect(self.show_prompt_of)
         self.conversations.exportRequested.connect(self.export)
 
     def _opened(self, conv, _messages) -> None:
@@ -229,9 +229,11 @@ class ChatScreen(QWidget):
         """Ctrl+K: the model picker, open, with the keyboard in its search field."""
         self.toolbar.open_picker()
 
-    def show_prompt_panel(self) -> None:
+    def show_prompt_of(self, message_id: int) -> None:
+        """A reply's "Show prompt": the side panel's Prompt tab with what was sent for it."""
         self.toolbar.panel.setChecked(True)
         self.side.setCurrentWidget(self.inspector)
+        self.session.next_prompt.show_for(message_id)
 
     def focus_composer(self) -> None:
         """The keyboard to the message field (or the completion text in completion mode)."""

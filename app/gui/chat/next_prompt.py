@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from app.gui.chat.session import ChatSession
 
 PREVIEW_CHARS = 120_000   # the inspector shows at most this much of a prompt (head and tail)
+SENT_KEPT = 50            # the prompts of this many recent replies are kept for "Show prompt"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class NextPrompt(QObject):
         self.refused: tuple[str, str] | None = None   # (draft, why) it cannot fit
         self.fitting: str | None = None               # the draft last found to fit
         self.waiting: str | None = None               # a draft to send once checked
+        self.sent: dict[int, PreparedTurn] = {}       # reply id → its turn (the latest ones)
         session.worker.contextChecked.connect(self._answer)
 
     def schedule(self) -> None:
@@ -170,11 +172,11 @@ class NextPrompt(QObject):
         self._check(entry, request, draft, conv.mode)
 
     def _render(self, request: TurnRequest, choice: TemplateChoice, stops: tuple[str, ...],
-                overridden: bool) -> None:
+                overridden: bool, caption: str = "Next prompt (with your draft)") -> None:
         """Render the next prompt off the GUI thread (a long chat, a huge paste, a model's own
         template in its child process); only the latest rendering is shown."""
         self._rendering += 1
-        ticket, caption = self._rendering, "Next prompt (with your draft)"
+        ticket = self._rendering
 
         def work() -> tuple[int, PromptView]:
             try:
@@ -240,14 +242,46 @@ class NextPrompt(QObject):
                 self.fitting = draft
                 s.send(draft)
 
-    def show_sent(self, turn: PreparedTurn) -> None:
-        """The turn the reply being written was prepared from."""
+    def show_sent(self, turn: PreparedTurn, message_id: int | None = None) -> None:
+        """The turn the reply being written was prepared from (kept for "Show prompt")."""
         s = self.session
-        conv = s.conv
+        if message_id is not None:
+            self.sent[message_id] = turn
+            while len(self.sent) > SENT_KEPT:
+                self.sent.pop(next(iter(self.sent)))
+        s.promptShown.emit(self._sent_view(turn, "Prompt sent for the reply being written"))
+        s.contextShown.emit(context_view(turn, turn.mode))
+
+    def _sent_view(self, turn: PreparedTurn, caption: str) -> PromptView:
+        conv = self.session.conv
         stops = conv.options.get("stop") if conv else None
         text = turn.text if turn.text is not None else messages_text(turn.messages)
         shown, cut = shorten(text)
-        s.promptShown.emit(PromptView(shown, "Prompt sent for the reply being written",
-                                      tuple(turn.notes), tuple(turn.stop), stops is not None,
-                                      cut))
-        s.contextShown.emit(context_view(turn, turn.mode))
+        return PromptView(shown, caption, tuple(turn.notes), tuple(turn.stop),
+                          stops is not None, cut)
+
+    def show_for(self, message_id: int) -> None:
+        """A reply's "Show prompt": exactly what was sent for it when it was written since
+        the window opened; else the messages before it rendered again now, and said so."""
+        s = self.session
+        turn = self.sent.get(message_id)
+        if turn is not None:
+            s.promptShown.emit(self._sent_view(turn, "Prompt sent for this reply"))
+            return
+        entry, conv = s.model(), s.conv
+        before = [m for m in s.messages() if m.id < message_id]
+        if entry is None or conv is None or not before:
+            return
+        messages = history(before)
+        if entry.remote:
+            text, cut = shorten(messages_text(messages))
+            s.promptShown.emit(PromptView(text, "Messages before this reply", cut=cut))
+            return
+        try:
+            choice = s.templates.choice(entry)
+        except (TemplateError, OSError, ValueError):
+            return
+        assert choice is not None
+        request = chat_request(entry, conv, messages, dict(s.knobs.values))
+        self._render(request, choice, tuple(choice.template.stop), False,
+                     "This reply's conversation, rendered again now (not fitted)")

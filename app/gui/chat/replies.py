@@ -224,7 +224,7 @@ class Replies(QObject):
 
     def _prepared(self, rid: int, turn: PreparedTurn) -> None:
         if self.active is not None and rid == self.active.rid:
-            self.session.next_prompt.show_sent(turn)
+            self.session.next_prompt.show_sent(turn, self.active.message_id)
 
     def _progress(self, rid: int, done: int, total: int) -> None:
         if self.active is not None and rid == self.active.rid and total > 64:
