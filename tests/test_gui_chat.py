@@ -123,7 +123,7 @@ def test_send_stop_regenerate_edit_and_find_it_all_after_a_restart(qtbot, apps, 
     assert "USER: hello world ASSISTANT:" in screen.inspector.prompt.toPlainText()
 
     # Edit the question and resend it with Enter: the old reply goes, a new one comes.
-    screen.messages.editRequested.emit(user.id)  # the message's Edit action
+    screen.messages.trigger(user.id, "edit")  # what a click on its Edit button runs
     assert screen.composer.editing == user.id
     screen.composer.set_text("hello again")
     qtbot.keyClick(screen.composer.edit, Qt.Key.Key_Return)

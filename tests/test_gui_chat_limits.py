@@ -267,7 +267,7 @@ def test_show_prompt_on_a_reply_shows_what_was_sent_for_it(qtbot, screens, home,
     screen.composer.set_text("a draft")  # the inspector previews the next prompt…
     qtbot.waitUntil(lambda: inspector.caption.text() == "Next prompt (with your draft)",
                     timeout=WAIT)
-    screen.messages.inspectRequested.emit(reply.id)  # …until a reply's "Show prompt"
+    screen.messages.trigger(reply.id, "inspect")  # …until a reply's "Prompt" button
     assert screen.side.isVisible() and screen.side.currentWidget() is inspector
     assert inspector.caption.text() == "Prompt sent for this reply"
     assert inspector.prompt.toPlainText() == sent.args[1].text
@@ -275,7 +275,7 @@ def test_show_prompt_on_a_reply_shows_what_was_sent_for_it(qtbot, screens, home,
 
     # A reply written before the window opened: its conversation rendered again, and said so.
     again = screens()
-    again.messages.inspectRequested.emit(reply.id)
+    again.messages.trigger(reply.id, "inspect")
     qtbot.waitUntil(lambda: again.inspector.caption.text().startswith(
         "This reply's conversation, rendered again now"), timeout=WAIT)
     assert again.inspector.prompt.toPlainText() == sent.args[1].text

@@ -72,7 +72,7 @@ def test_import_chat_stop_regenerate_edit_quit_and_find_it_again(start_app, qtbo
     assert "".join(streamed) == reply.content == chat.messages.row(reply.id).text
 
     # Edit the question and resend it.
-    chat.messages.editRequested.emit(user.id)  # the question's Edit action
+    chat.messages.trigger(user.id, "edit")  # what a click on its Edit button runs
     streamed.clear()
     chat.composer.set_text("hello alpaca")
     qtbot.keyClick(chat.composer.edit, Qt.Key.Key_Return)

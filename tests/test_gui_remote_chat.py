@@ -155,7 +155,7 @@ def test_a_server_model_chosen_in_the_picker_streams_stops_regenerates_and_edits
         assert "first token" in footer and footer.endswith("stop: token limit")
 
         # Edit the question and resend it: the old reply goes, a new one comes from the server.
-        screen.messages.editRequested.emit(user.id)
+        screen.messages.trigger(user.id, "edit")
         assert screen.composer.editing == user.id
         screen.composer.set_text("hello again")
         qtbot.keyClick(screen.composer.edit, Qt.Key.Key_Return)

@@ -43,7 +43,9 @@ class ChatMountMixin:
         engine = None
         try:
             engine = EngineWorker(log_file=get_paths().logs / "runner.log")
-            screen = ChatScreen(store, engine, self.library_state.library, self.settings)
+            # The window's own library scan is handed over (_library_changed), not read twice.
+            screen = ChatScreen(store, engine, self.library_state.library, self.settings,
+                                scan_library=False)
         except BaseException as exc:
             if engine is not None:
                 engine.dispose()

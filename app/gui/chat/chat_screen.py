@@ -2,6 +2,7 @@
 completion text) in the middle, parameters and the prompt inspector on the right.
 
     screen = ChatScreen(store, worker, library, settings)
+    screen = ChatScreen(..., scan_library=False)   # the window hands its scan over later
 
 The shell owns the four dependencies: it disposes the worker (`worker.dispose()`) and closes
 the store after `screen.shutdown()`. The screen's state and behaviour are its `ChatSession`
@@ -49,7 +50,7 @@ class ChatScreen(QWidget):
 
     def __init__(self, store: ChatStore, worker: EngineWorker, library: Library,
                  settings: Settings, parent: QWidget | None = None, *,
-                 registry: TemplateRegistry | None = None) -> None:
+                 registry: TemplateRegistry | None = None, scan_library: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("chatScreen")
         self.session = session = ChatSession(store, worker, library, settings, registry, self)
@@ -106,7 +107,7 @@ class ChatScreen(QWidget):
 
         self._make_actions()
         self._subscribe()
-        session.start()
+        session.start(scan=scan_library)
         QTimer.singleShot(1500, self, self._warm_up)  # not if the screen is gone by then
 
     def _subscribe(self) -> None:

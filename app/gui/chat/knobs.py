@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core import turns
+from app.core.chats import ChatStoreError
 from app.core.library import LibraryError
 from app.core.settings import SettingsError
 
@@ -61,6 +62,9 @@ class Knobs(QObject):
         else:
             note = "Choose a model to tune its parameters."
         self.values = {**defaults, **(s.conv.params if s.conv else {})}
+        if n_train and isinstance(self.values.get("context"), int) \
+                and self.values["context"] > n_train:
+            self.values["context"] = n_train  # as the panel shows it: at most what it learned
         s.knobsShown.emit(KnobsView(defaults, dict(self.values), note, n_train))
 
     def set(self, values: dict[str, Any]) -> None:
@@ -80,7 +84,10 @@ class Knobs(QObject):
             return
         self._dirty = False
         values = dict(self.values)
-        s.update(params=values)
+        try:
+            s.update(params=values)
+        except ChatStoreError:  # the conversation was deleted meanwhile: nothing to keep
+            return
         entry = s.model()
         if entry is not None and not entry.remote:
             header = entry.model.header

@@ -116,6 +116,7 @@ class ModelChoices(QObject):
         self.library = library
         self.offline = offline
         self.local: list[ModelEntry] = []
+        self.ready = False          # the library has been read (until then nothing is missing)
         self.remote: list[ModelEntry] = []
         self.servers: list[ServerListing] = []
         self._infos: dict[str, gguf_info.ModelInfo] = {}
@@ -138,6 +139,7 @@ class ModelChoices(QObject):
         except CatalogError:
             catalog = None
         self.local = [local_entry(m, _family(m, catalog)) for m in models]
+        self.ready = True
         self._infos.clear()
         self.changed.emit()
         return problem
@@ -145,6 +147,7 @@ class ModelChoices(QObject):
     def set_local(self, models: list[tuple[LocalModel, str]]) -> None:
         """The library as the window already scanned it: (model, family) pairs."""
         self.local = [local_entry(m, family) for m, family in models if m.ok]
+        self.ready = True
         self._infos.clear()
         self.changed.emit()
 

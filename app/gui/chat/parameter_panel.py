@@ -113,6 +113,7 @@ class ParameterPanel(QWidget):
 
     def show_knobs(self, view: "KnobsView") -> None:
         self.set_defaults(view.defaults, view.note)
+        self._quiet = True  # a value clamped by the new limit is no edit: set_values follows
         self.set_limits(max_context=view.max_context)
         self.set_values(view.values)
 

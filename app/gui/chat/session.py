@@ -94,9 +94,12 @@ class ChatSession(QObject):
         worker.loaded.connect(self._loaded)
         worker.loadFailed.connect(self._load_failed)
 
-    def start(self) -> None:
-        """Show the most recent conversation, or a new chat; list the servers' models."""
-        self.refresh_models()
+    def start(self, scan: bool = True) -> None:
+        """Show the most recent conversation, or a new chat; list the servers' models.
+        `scan=False`: the library is not read here — the window hands its own scan over
+        (`refresh_models(scanned)`), so start-up does not read it twice on the GUI thread."""
+        if scan:
+            self.refresh_models()
         recent = self.store.conversations(limit=1)
         if recent:
             self.open(recent[0].id)
@@ -261,9 +264,7 @@ class ChatSession(QObject):
             content = completion_content(messages)
             self.completion_draft = content[0] + content[1]
             self.completionShown.emit(*content)
-        if entry is None and conv.model_id:
-            self.say(f"The model {conv.model_id!r} of this conversation is not in the library "
-                     f"any more; choose another one above.")
+        self._say_if_missing(entry)
         self.listChanged.emit()
         self.next_prompt.schedule()
 
@@ -292,6 +293,7 @@ class ChatSession(QObject):
     # ------------------------------------------------------------------ models
     def refresh_models(self, scanned: list | None = None) -> None:
         """Read the library again (`scanned`: (LocalModel, family) pairs the window has)."""
+        before = self.model()
         if scanned is None:
             problem = self.models.refresh_local()
             if problem:
@@ -299,13 +301,28 @@ class ChatSession(QObject):
         else:
             self.models.set_local(scanned)
         self.templates.clear()
-        if self.models.local and self.conv is not None and self.conv.id == 0 \
-                and not self.conv.model_id:
+        if self.conv is None:
+            return
+        if self.models.local and self.conv.id == 0 and not self.conv.model_id:
             # The new chat opened while the library was empty talks to the first model added,
             # as if it had been there: the first import or download leads straight to chatting.
             first = self.models.local[0]
             self.update(model_id=first.id, model_path=str(first.path))
             self.show()
+            return
+        entry = self.model()
+        if entry != before:  # found now (the library read after the chat opened), or gone
+            self.knobs.flush()
+            self.knobs.show(entry)
+            self.templates.show(entry)
+            self._say_if_missing(entry)
+            self.next_prompt.schedule()
+
+    def _say_if_missing(self, entry: ModelEntry | None) -> None:
+        conv = self.conv
+        if entry is None and conv is not None and conv.model_id and self.models.ready:
+            self.say(f"The model {conv.model_id!r} of this conversation is not in the library "
+                     f"any more; choose another one above.")
 
     def choose_model(self, model_id: str) -> None:
         entry = self.models.find(model_id)
