@@ -18,9 +18,7 @@ from PySide6.QtGui import QGuiApplication
 
 from app.core.chats import ChatStore
 from app.core.library import Library
-from app.core.settings import load_settings
-from app.gui.chat import ChatScreen
-from app.gui.workers import EngineWorker
+from app.testing.chat_screens import chat_screens, set_knobs
 
 pytestmark = pytest.mark.timeout(300)
 WAIT = 60_000
@@ -29,27 +27,8 @@ LINE = "a line of pasted log output, with some words and numbers 12345\n"  # 62 
 
 @pytest.fixture
 def screens(qtbot):
-    made: list = []
-
-    def make() -> ChatScreen:
-        store, worker = ChatStore(), EngineWorker()
-        screen = ChatScreen(store, worker, Library(), load_settings())
-        screen.resize(1200, 800)
-        qtbot.addWidget(screen)
-        screen.show()
-        made.append((screen, worker, store))
-        return screen
-
-    yield make
-    for screen, worker, store in made:
-        screen.shutdown()
-        assert worker.dispose()
-        store.close()
-
-
-def knobs(screen, **values) -> None:
-    for key, value in values.items():
-        screen.parameters.fields[key].setValue(value)
+    with chat_screens(qtbot) as make:
+        yield make
 
 
 def test_a_huge_paste_is_warned_about_before_sending_and_an_empty_composer_never_is(
@@ -117,7 +96,7 @@ def test_a_long_draft_that_fits_is_sent_once_checked(qtbot, screens, home, make_
     Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))
     screen = screens()
     session, composer = screen.session, screen.composer
-    knobs(screen, context=2048, threads=1, max_tokens=8)
+    set_knobs(screen, context=2048, threads=1, max_tokens=8)
     draft = "question " * 1800  # over 16,000 characters, under 2048 tokens
     composer.set_text(draft)
     qtbot.keyClick(composer.edit, Qt.Key.Key_Return)  # the model is loaded and it is checked
@@ -135,7 +114,7 @@ def test_stop_during_prompt_evaluation_ends_the_reply_at_once_and_says_why(
     Library().import_file(make_model("small", name="vicuna-7b-v1.5"))
     screen = screens()
     session = screen.session
-    knobs(screen, context=2048, threads=2, max_tokens=32)
+    set_knobs(screen, context=2048, threads=2, max_tokens=32)
     progress: list[tuple[int, int]] = []
     session.worker.promptProgress.connect(lambda _rid, done, total: progress.append((done, total)))
     screen.composer.set_text("the history of the llama " * 200)
@@ -169,7 +148,7 @@ def test_a_failed_model_load_is_said_once_in_the_reply(qtbot, screens, home, mak
     with open(model.path, "r+b") as f:
         f.write(b"\0" * st.st_size)
     os.utime(model.path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    knobs(screen, threads=1, max_tokens=8)
+    set_knobs(screen, threads=1, max_tokens=8)
     assert screen.send("hello")
     qtbot.waitUntil(lambda: not screen.is_busy() and not session.worker.busy, timeout=WAIT)
     user, reply = session.store.messages(session.conv.id)
@@ -259,7 +238,7 @@ def test_show_prompt_on_a_reply_shows_what_was_sent_for_it(qtbot, screens, home,
     Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))
     screen = screens()
     session, inspector = screen.session, screen.inspector
-    knobs(screen, threads=1, max_tokens=4)
+    set_knobs(screen, threads=1, max_tokens=4)
     with qtbot.waitSignal(session.worker.promptReady, timeout=WAIT) as sent:
         screen.send("hello")
     qtbot.waitUntil(lambda: not screen.is_busy(), timeout=WAIT)

@@ -19,10 +19,9 @@ from PySide6.QtCore import Qt
 from app.core.chats import ChatStore
 from app.core.library import Library
 from app.core.remote import ServerRegistry
-from app.core.settings import Settings, load_settings, save_settings
-from app.gui.chat import ChatScreen
+from app.core.settings import Settings, save_settings
 from app.gui.chat.picker import NOTE
-from app.gui.workers import EngineWorker
+from app.testing.chat_screens import chat_screens, set_knobs
 from app.testing.keyrings import MemoryKeyring, keyring_as
 from app.testing.servers import corral_serve, free_port, llama_cpp_server
 
@@ -51,27 +50,8 @@ def serving(kind: str, home, make_model, model_kind: str = "tiny", procs: list |
 
 @pytest.fixture
 def screens(qtbot):
-    made: list = []
-
-    def make() -> ChatScreen:
-        store, worker = ChatStore(), EngineWorker()
-        screen = ChatScreen(store, worker, Library(), load_settings())
-        screen.resize(1200, 800)
-        qtbot.addWidget(screen)
-        screen.show()
-        made.append((screen, worker, store))
-        return screen
-
-    yield make
-    for screen, worker, store in made:
-        screen.shutdown()
-        assert worker.dispose()
-        store.close()
-
-
-def knobs(screen, **values) -> None:
-    for key, value in values.items():
-        screen.parameters.fields[key].setValue(value)
+    with chat_screens(qtbot) as make:
+        yield make
 
 
 def pick(screen, qtbot, query: str, model_id: str) -> None:
@@ -121,7 +101,7 @@ def test_a_server_model_chosen_in_the_picker_streams_stops_regenerates_and_edits
         assert not screen.toolbar.template.isEnabled()  # the server applies its own
 
         # Send; stop at the first pieces: the partial reply is kept, and why it stopped.
-        knobs(screen, max_tokens=2000, seed=3)
+        set_knobs(screen, max_tokens=2000, seed=3)
         streamed: list[str] = []
 
         def stop_once(_rid: int, text: str) -> None:
@@ -143,7 +123,7 @@ def test_a_server_model_chosen_in_the_picker_streams_stops_regenerates_and_edits
         assert "stop: stopped by you" in screen.messages.footer_text(reply.id)
 
         # Regenerate with a short limit: the same stats line as a local reply.
-        knobs(screen, max_tokens=8)
+        set_knobs(screen, max_tokens=8)
         screen.regenerate_action.trigger()
         qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
         qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
@@ -182,7 +162,7 @@ def test_a_server_killed_mid_reply_keeps_the_partial_reply_says_why_once_and_the
         qtbot.waitUntil(lambda: remote in [e.id for e in screen.session.models.remote],
                         timeout=WAIT)
         pick(screen, qtbot, served, remote)
-        knobs(screen, max_tokens=1500, temperature=1.0)
+        set_knobs(screen, max_tokens=1500, temperature=1.0)
         streamed: list[str] = []
 
         def kill_once(_rid: int, text: str) -> None:
@@ -208,7 +188,7 @@ def test_a_server_killed_mid_reply_keeps_the_partial_reply_says_why_once_and_the
 
     # The window goes on: the local model answers in the same conversation.
     screen.session.choose_model(local.id)
-    knobs(screen, max_tokens=8)
+    set_knobs(screen, max_tokens=8)
     assert screen.send("and now?")
     qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
     qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
@@ -257,7 +237,7 @@ def test_a_server_down_or_refusing_the_key_says_so_in_the_picker_and_the_reply(
             assert not screen.error_banner.isVisible()
     # Usable: a new chat on the local model answers.
     screen.new_chat(local.id)
-    knobs(screen, max_tokens=4)
+    set_knobs(screen, max_tokens=4)
     assert screen.send("still there?")
     qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
     qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)

@@ -146,20 +146,10 @@ class NextPrompt(QObject):
             messages = history(s.messages())
             if draft.strip():
                 messages.append({"role": "user", "content": draft})
-            if entry.remote:
-                text, cut = shorten(messages_text(messages))
-                s.promptShown.emit(PromptView(
-                    text, f"Messages for {entry.group} (it applies its own template)", (),
-                    tuple(stops) if stops is not None else (), stops is not None, cut))
+            request = self._preview(entry, conv, messages, "Next prompt (with your draft)",
+                                    f"Messages for {entry.group} (it applies its own template)")
+            if request is None:
                 return
-            try:
-                choice = s.templates.choice(entry)
-            except (TemplateError, OSError, ValueError):
-                return
-            assert choice is not None
-            request = chat_request(entry, conv, messages, dict(s.knobs.values))
-            shown = tuple(stops) if stops is not None else tuple(choice.template.stop)
-            self._render(request, choice, shown, stops is not None)
             if not messages:
                 request = None
         else:
@@ -272,16 +262,28 @@ class NextPrompt(QObject):
         before = [m for m in s.messages() if m.id < message_id]
         if entry is None or conv is None or not before:
             return
-        messages = history(before)
+        self._preview(entry, conv, history(before),
+                      "This reply's conversation, rendered again now (not fitted)",
+                      "Messages before this reply")
+
+    def _preview(self, entry: "ModelEntry", conv, messages: list[dict[str, str]],
+                 caption: str, remote_caption: str) -> TurnRequest | None:
+        """Show `messages` as a turn would send them (rendered off the GUI thread); the
+        request, or None for a server's model (it renders them itself) or a template error."""
+        s = self.session
+        stops = conv.options.get("stop")
         if entry.remote:
             text, cut = shorten(messages_text(messages))
-            s.promptShown.emit(PromptView(text, "Messages before this reply", cut=cut))
-            return
+            s.promptShown.emit(PromptView(text, remote_caption, (),
+                                          tuple(stops) if stops is not None else (),
+                                          stops is not None, cut))
+            return None
         try:
             choice = s.templates.choice(entry)
         except (TemplateError, OSError, ValueError):
-            return
+            return None
         assert choice is not None
         request = chat_request(entry, conv, messages, dict(s.knobs.values))
-        self._render(request, choice, tuple(choice.template.stop), False,
-                     "This reply's conversation, rendered again now (not fitted)")
+        shown = tuple(stops) if stops is not None else tuple(choice.template.stop)
+        self._render(request, choice, shown, stops is not None, caption)
+        return request
