@@ -247,7 +247,9 @@ class ModelChoices(QObject):
                     return entry
         if "/" in model_id:
             name, remote_id = model_id.split("/", 1)
-            server = next((s for s in self.registered() if s.name == name), None)
+            known = [listing.server for listing in self.servers]
+            server = next((s for s in known if s.name == name), None) or next(
+                (s for s in self.registered() if s.name == name), None)
             if server is not None and remote_id:
                 return remote_entry(server, remote_id)
         return None
