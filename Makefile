@@ -34,9 +34,13 @@ system-deps: $(STAMP)
 			|| echo "Could not install $$pkgs; corral will say what is missing."; \
 	fi
 
+# tests/core runs where Qt cannot be imported (tests/noqt shadows PySide6, shiboken6 and superqt,
+# in pytest and in every `corral` child it starts): proof that app/core needs no Qt. Then the CLI
+# and window tests, with Qt, offscreen.
 test: $(STAMP)
 	cd $(CURDIR) && $(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	PYTHONPATH=$(CURDIR)/tests/noqt $(PY) -m pytest -p no:pytest-qt -W ignore::pytest.PytestConfigWarning tests/core
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/cli tests/gui
 
 bench: $(STAMP)
 	$(PY) bench/engine.py

@@ -1,6 +1,6 @@
 """What goes into the frozen app and what stays out: the rules corral.spec applies.
 
-Kept apart from the spec (which only PyInstaller can run) so that tests/test_installers.py can
+Kept apart from the spec (which only PyInstaller can run) so that tests/cli/test_installers.py can
 check them directly. Everything here is plain Python; PyInstaller is imported only by
 `prune_orphans`, at build time.
 """

@@ -5,7 +5,7 @@
 #       -D icon=resources/icons/corral.icns "Corral" dist/Corral-0.1.0-macos-arm64.dmg
 #
 # (installers/build_macos.sh does exactly that). dmgbuild needs macOS's hdiutil; on Linux,
-# tests/test_installers.py loads this file the way dmgbuild does and checks what it sets.
+# tests/cli/test_installers.py loads this file the way dmgbuild does and checks what it sets.
 import os.path
 
 defines = globals().get("defines", {})

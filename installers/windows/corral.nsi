@@ -5,7 +5,7 @@
 ;
 ; Built by installers/build_windows.sh from the PyInstaller folder (dist\corral):
 ;   makensis -DVERSION=0.1.0 -DFLAVOUR=cpu -DPAYLOAD=dist\corral -DOUTFILE=dist\Corral-0.1.0-windows-x64-setup.exe installers\windows\corral.nsi
-; makensis from Debian's nsis package compiles it too (tests/test_installers.py does, with a
+; makensis from Debian's nsis package compiles it too (tests/cli/test_installers.py does, with a
 ; stand-in payload), which is how the recipe is checked on Linux.
 
 Unicode true

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INSTALLERS = ROOT / "installers"
 ICONS = ROOT / "resources" / "icons"
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"

@@ -29,7 +29,7 @@ import pytest
 
 from app.testing.hub_server import local_hub  # noqa: F401  (a fixture)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVER = {"name": "good", "url": "http://127.0.0.1:9/v1", "key_store": "file", "extras": True}
 HUB_REPO, HUB_FILE = "hostile/state-GGUF", "state.gguf"
 

@@ -15,7 +15,7 @@ from app.testing.models import CHATML_TEMPLATE
 
 # Gemma 7B it's published template (from llama.cpp tests/test-chat-template.cpp, as in
 # tests/data/llama_cpp_chat_templates.json): it refuses a system message.
-_PUBLISHED = json.loads((Path(__file__).parent / "data" / "llama_cpp_chat_templates.json")
+_PUBLISHED = json.loads((Path(__file__).parents[1] / "data" / "llama_cpp_chat_templates.json")
                         .read_text(encoding="utf-8"))
 GEMMA_TEMPLATE = next(c["template"] for c in _PUBLISHED["cases"]
                       if c["name"] == "google/gemma-7b-it")

@@ -27,7 +27,7 @@ REPO = "corral-test/Redirected-GGUF"
 FILE = "redirected.Q4_K_M.gguf"
 SIZE = 3 << 20
 MiB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

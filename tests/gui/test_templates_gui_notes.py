@@ -13,7 +13,7 @@ from app.gui.chat import ChatScreen
 from app.gui.workers import EngineWorker
 
 GEMMA = next(c["template"] for c in json.loads(
-    (Path(__file__).parent / "data" / "llama_cpp_chat_templates.json").read_text("utf-8"))["cases"]
+    (Path(__file__).parents[1] / "data" / "llama_cpp_chat_templates.json").read_text("utf-8"))["cases"]
     if c["name"] == "google/gemma-7b-it")
 
 

@@ -17,7 +17,7 @@ import pytest
 from app.core import gguf_format, gguf_info
 from app.core.gguf_info import GGUF_MAGIC, GGUFError, ModelInfo, inspect, is_gguf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- a raw GGUF builder, so that every byte offset is known ------------------------------------
 STR, ARR, U32, F32, I32 = 8, 9, 4, 6, 5

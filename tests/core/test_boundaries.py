@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import app.core
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_importing_every_core_module_loads_no_qt():
@@ -40,3 +42,19 @@ def test_building_the_cli_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+NO_QT = ROOT / "tests" / "noqt"
+
+
+@pytest.mark.skipif(str(NO_QT) not in [str(Path(p).resolve()) for p in sys.path if p],
+                    reason="runs in `make test`'s Qt-free step (PYTHONPATH=tests/noqt)")
+def test_the_core_tests_run_where_qt_cannot_be_imported():
+    """`make test` runs tests/core with tests/noqt first on the path: Qt cannot be imported in
+    this process nor in the `corral` children the core tests start, and they still pass."""
+    for name in ("PySide6", "shiboken6", "superqt"):
+        with pytest.raises(ImportError, match="blocked here"):
+            __import__(name)
+    child = subprocess.run([sys.executable, "-c", "import PySide6"], capture_output=True,
+                           text=True, cwd=ROOT)
+    assert child.returncode == 1 and "PySide6 is blocked here" in child.stderr

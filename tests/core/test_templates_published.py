@@ -17,7 +17,7 @@ import pytest
 
 from app.core.templates import gguf_template, render
 
-DATA = json.loads((Path(__file__).parent / "data" / "llama_cpp_chat_templates.json")
+DATA = json.loads((Path(__file__).parents[1] / "data" / "llama_cpp_chat_templates.json")
                   .read_text(encoding="utf-8"))
 CASES = {case["name"]: case for case in DATA["cases"]}
 SYSTEM = DATA["conversation"][0]["content"]

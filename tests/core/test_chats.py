@@ -18,7 +18,7 @@ from app.core.chats import (DEFAULT_TITLE, SCHEMA_VERSION, ChatStore, ChatStoreE
                             title_from)
 from app.core.turns.ending import describe_stats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

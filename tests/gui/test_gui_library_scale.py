@@ -21,7 +21,7 @@ from app.core.settings import load_settings
 from app.gui.main_window import MainWindow
 from app.testing.many_models import seed_library
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

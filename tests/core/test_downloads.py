@@ -32,7 +32,7 @@ REPO = "corral-test/Tiny-GGUF"
 FILE = "tiny.Q4_K_M.gguf"
 SIZE = 4 << 20
 MiB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_this_process_reaches_loopback_and_nothing_else(loopback_listener, netwo
     for host in ("127.0.0.1", "localhost"):
         socket.create_connection((host, port), timeout=10).close()
         assert accepted.get(timeout=10)[0] == "127.0.0.1"
-    test = "tests/test_isolation.py::test_this_process_reaches_loopback_and_nothing_else"
+    test = "tests/cli/test_isolation.py::test_this_process_reaches_loopback_and_nothing_else"
 
     with pytest.raises(OSError) as refused:
         socket.create_connection(OUTSIDE, timeout=10)

@@ -26,7 +26,7 @@ from app.gui.chat.segments import split_markdown
 from app.core.turns import ModelRef, TurnOptions, TurnRequest
 from app.gui.workers import EngineWorker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60_000  # ms; generous: the machine may be busy with other test runs
 
 

@@ -1,0 +1,3 @@
+# Put first on PYTHONPATH by `make test`'s core step: importing superqt fails there, which proves
+# app/core (and the CLI commands its tests run) works where Qt cannot be imported at all.
+raise ImportError("superqt is blocked here: the core's tests run without Qt (tests/noqt)")
