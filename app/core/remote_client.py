@@ -76,6 +76,8 @@ class RemoteBackend:
         self._http = httpx2.Client(headers=headers, timeout=httpx2.Timeout(
             read_timeout, connect=connect_timeout))
         self._errors = (httpx2.HTTPError, httpx2.StreamError)
+        self._timeouts = httpx2.TimeoutException
+        self._read_timeout = read_timeout
         self._current: RemoteGeneration | None = None
 
     @classmethod
@@ -93,10 +95,18 @@ class RemoteBackend:
                                f"{self.server.name} ({self.server.shown_url}); turn offline "
                                f"mode off in Settings to use it")
 
-    def failed(self, exc: Exception) -> RemoteError:
-        """A transport error, phrased with the server's name and its URL (password hidden)."""
-        return RemoteError(f"cannot reach {self.server.name} ({self.server.shown_url}): "
-                           f"{scrub(str(exc), self.server.url)}")
+    def failed(self, exc: Exception, *, answering: bool = False) -> RemoteError:
+        """A transport error, phrased with the server's name and its URL (password hidden).
+        `answering`: the server had begun its reply, so it was reached and the connection
+        dropped (or went quiet) mid-reply; what it sent so far is kept by the caller."""
+        where = f"{self.server.name} ({self.server.shown_url})"
+        said = scrub(str(exc), self.server.url) or type(exc).__name__
+        if not answering:
+            return RemoteError(f"cannot reach {where}: {said}")
+        if isinstance(exc, self._timeouts):
+            return RemoteError(f"{where} stopped answering mid-reply: nothing came for "
+                               f"{self._read_timeout:g} s")
+        return RemoteError(f"the connection to {where} dropped mid-reply: {said}")
 
     def models(self) -> list[str]:
         self.check_online()
@@ -246,12 +256,14 @@ class RemoteGeneration:
         t_first = t_last = None
         pieces, reason, usage, timing = 0, "", None, None
         outcome = "cancelled"  # until the stream ends as it should, or fails
+        answering = False      # the server said 200: a transport error now is a drop
         self._started = time.perf_counter()  # the request is sent now, not when it was made
         try:
             b.check_online()
             with b._http.stream("POST", b._url(self.path), json=self.body) as response:
                 if response.status_code >= 400:
                     raise RemoteError(f"{name}: {response.status_code} {_error_text(response)}")
+                answering = True
                 for line in response.iter_lines():
                     if self.stopped:
                         break  # leaving closes the connection: the server stops too
@@ -281,7 +293,7 @@ class RemoteGeneration:
         except b._errors as exc:
             if not self.stopped:
                 outcome = "error"
-                raise b.failed(exc) from None
+                raise b.failed(exc, answering=answering) from None
         except _BadEvent as exc:
             outcome = "error"
             raise RemoteError(f"{name}: the server sent {exc}") from None

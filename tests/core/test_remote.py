@@ -344,3 +344,59 @@ def test_offline_mode_sends_nothing(registry, tmp_path, monkeypatch):
         assert server.hits == ["/v1/models"]
     finally:
         server.close()
+
+
+class DropsMidReply:
+    """A real listener that answers a completion with 200 and two pieces, then either closes
+    the connection in the middle of its chunked body (`quiet` False) or says nothing more
+    until the test ends (`quiet` True)."""
+
+    PIECES = ("Once", " upon")
+
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.done = quiet, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n")
+            for piece in self.PIECES:
+                event = b"data: " + json.dumps({"choices": [{"text": piece}]}).encode() + b"\n\n"
+                conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+            if self.quiet:
+                self.done.wait(60)
+
+    def close(self):
+        self.done.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_server_that_drops_mid_reply_is_said_so_and_the_partial_reply_is_kept(registry, quiet):
+    server = DropsMidReply(quiet)
+    try:
+        registry.add(server.url, name="box")
+        backend = RemoteBackend(registry.get("box"), offline=False, read_timeout=1)
+        stream = backend.complete("m", "tell me a story")
+        pieces: list[str] = []
+        with pytest.raises(RemoteError) as raised:
+            for piece in stream:
+                pieces.append(piece)
+        backend.close()
+    finally:
+        server.close()
+    where = f"box ({server.url}/v1)"
+    if quiet:
+        assert str(raised.value) == f"{where} stopped answering mid-reply: nothing came for 1 s"
+    else:
+        assert str(raised.value).startswith(
+            f"the connection to {where} dropped mid-reply: peer closed connection"), raised.value
+    assert pieces == list(DropsMidReply.PIECES) and stream.text == "Once upon"
+    assert stream.stats.stop_reason == "error" and stream.stats.generated_tokens == 2
