@@ -12,10 +12,13 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from app.core.memory_plan import ArchShape
 from app.core.resources import resource_path
+
+if TYPE_CHECKING:
+    from app.core.library import LocalModel
 
 TEMPLATE_IDS = ("llama", "alpaca", "vicuna-v0", "vicuna-v1.1", "koala", "wizardlm", "llama-2-chat",
                 "llama-3", "chatml", "mistral-instruct", "zephyr", "falcon-instruct")
@@ -171,6 +174,29 @@ class Catalog:
             return entry.family
         name = filename.lower()
         return next((f for f in sorted(self.families(), key=len, reverse=True) if f in name), None)
+
+
+def shipped_catalog() -> Catalog | None:
+    """The shipped catalog, or None when it cannot be read (what it would add — a family, a
+    template — is then unknown, and nothing else is stopped by it)."""
+    try:
+        return load_catalog()
+    except CatalogError:
+        return None
+
+
+def model_family(model: "LocalModel | str", catalog: Catalog | None) -> str:
+    """The family a model is shown under, the same wherever one is named (the Library, the
+    model picker): for a library model, the catalog's for its file name (Catalog.family_for),
+    else its GGUF header's architecture; for a name (a server's model id), the catalog's for
+    it; else ""."""
+    if isinstance(model, str):
+        name, architecture = model, None
+    else:
+        name = model.path.name
+        architecture = model.header.architecture if model.header is not None else None
+    family = catalog.family_for(name) if catalog is not None else None
+    return family or architecture or ""
 
 
 def _entry(raw: dict[str, Any], where: str) -> CatalogEntry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -136,3 +137,24 @@ def test_a_local_file_gets_the_family_its_name_says():
     assert catalog.family_for("TinyLlama-1.1B-Chat.Q8_0.gguf") == "tinyllama"  # not "llama"
     assert catalog.family_for("llama-2-13b-chat.Q5_K_M.gguf") == "llama-2"
     assert catalog.family_for("zephyr-7b-beta.Q4_K_M.gguf") is None
+
+
+def test_a_model_is_named_by_one_family_rule(home, make_model, tmp_path):
+    """model_family: the Library, the model picker and a server's models all name a model so —
+    the catalog's family for its name, else the GGUF header's architecture."""
+    from app.core.catalog import model_family, shipped_catalog
+    from app.core.library import Library
+
+    catalog = shipped_catalog()
+    library = Library()
+    mistral = library.import_file(make_model("tiny", tmp_path, name="openhermes-2.5-mistral-7b"))
+    other = library.import_file(make_model("tiny", tmp_path, name="zephyr-7b-beta"))
+    assert other.header.architecture == "llama"
+    assert model_family(mistral, catalog) == "mistral"
+    assert model_family(other, catalog) == "llama"        # no family in its name: the header's
+    assert model_family(mistral, None) == "llama"         # no catalog: the header's
+    assert model_family("TinyLlama-1.1B-Chat", catalog) == "tinyllama"  # a server's model id
+    assert model_family("zephyr", catalog) == "" and model_family("mistral", None) == ""
+    unreadable = dataclasses.replace(other, header=None)  # a missing or damaged file
+    assert model_family(unreadable, catalog) == ""
+    assert model_family(dataclasses.replace(mistral, header=None), catalog) == "mistral"

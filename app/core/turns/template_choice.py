@@ -39,11 +39,9 @@ def model_template_setting(model_settings: ModelSettings | None, path: Path | No
     if model_settings is not None and model_settings.template:
         return model_settings.template, "setting"
     if path is not None:
-        from app.core.catalog import CatalogError, load_catalog
-        try:
-            entry = load_catalog().entry_for_filename(Path(path).name)
-        except CatalogError:
-            entry = None
+        from app.core.catalog import shipped_catalog
+        catalog = shipped_catalog()
+        entry = catalog.entry_for_filename(Path(path).name) if catalog is not None else None
         if entry is not None:
             return entry.template, "catalog"
     return None, "auto"

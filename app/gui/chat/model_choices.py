@@ -18,11 +18,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
 from app.core import gguf_info
+from app.core.catalog import model_family, shipped_catalog
 from app.core.library import Library, LibraryError, LocalModel
 from app.core.memory_plan import format_bytes
 from app.core.remote import RemoteServer, ServerRegistry
@@ -99,12 +100,6 @@ def remote_entry(server: RemoteServer, model_id: str, family: str = "") -> Model
                       search=f"{full} {server.name} {family}".lower())
 
 
-def _family(model: LocalModel, catalog: Any) -> str:
-    # The Library's rule (app/gui/library/state.py), so a model is called the same everywhere.
-    from app.gui.library.state import _family as library_family
-    return library_family(model, catalog)
-
-
 class ModelChoices(QObject):
     """The picker's data (see the module's doc); `changed` after each refresh."""
 
@@ -127,18 +122,13 @@ class ModelChoices(QObject):
     # ------------------------------------------------------------------ this computer
     def refresh_local(self) -> str | None:
         """Scan the library now; the problem in words when it cannot be read (no models then)."""
-        from app.core.catalog import CatalogError, load_catalog
-
         problem = None
         try:
             models = [m for m in self.library.scan() if m.ok]
         except (LibraryError, StateFileError, OSError) as exc:
             models, problem = [], f"Could not read the library: {exc}"
-        try:
-            catalog = load_catalog()
-        except CatalogError:
-            catalog = None
-        self.local = [local_entry(m, _family(m, catalog)) for m in models]
+        catalog = shipped_catalog()
+        self.local = [local_entry(m, model_family(m, catalog)) for m in models]
         self.ready = True
         self._infos.clear()
         self.changed.emit()
@@ -210,13 +200,8 @@ class ModelChoices(QObject):
         models, errors = result
         servers = {m.server.name: m.server for m in models}
         servers.update({s.server.name: s.server for s in self.servers})
-        from app.core.catalog import CatalogError, load_catalog
-        try:
-            catalog = load_catalog()
-        except CatalogError:
-            catalog = None
-        self.remote = [remote_entry(m.server, m.model,
-                                    (catalog.family_for(m.model) if catalog else None) or "")
+        catalog = shipped_catalog()
+        self.remote = [remote_entry(m.server, m.model, model_family(m.model, catalog))
                        for m in models]
         listings = []
         for name, server in servers.items():

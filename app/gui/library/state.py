@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core import hardware
+from app.core.catalog import model_family, shipped_catalog
 from app.core.library import Library, LocalModel
 from app.core.memory_plan import MemoryPlan, machine_kwargs, plan_for_entry, plan_for_info
 from app.core.settings import Settings
@@ -52,13 +53,6 @@ def machine(settings: Settings, gpu: hardware.GpuSupport | None) -> dict[str, An
     return {**machine_kwargs(hardware.detect(gpu)), "gpu_layers": offload.n_gpu_layers}
 
 
-def _family(model: LocalModel, catalog: Any) -> str:
-    family = catalog.family_for(model.path.name) if catalog is not None else None
-    if family:
-        return family
-    return (model.header.architecture or "") if model.header is not None else ""
-
-
 def _date(path: Path) -> float | None:
     try:
         return os.stat(path).st_mtime
@@ -68,13 +62,8 @@ def _date(path: Path) -> float | None:
 
 def installed_items(library: Library, settings: Settings,
                     gpu: hardware.GpuSupport | None = None) -> list[InstalledItem]:
-    from app.core.catalog import CatalogError, load_catalog
-
     kw = machine(settings, gpu)
-    try:
-        catalog = load_catalog()
-    except CatalogError:
-        catalog = None
+    catalog = shipped_catalog()
     items = []
     for model in library.scan():
         plan = None
@@ -89,7 +78,7 @@ def installed_items(library: Library, settings: Settings,
                 template, source = library.template_for(model)
             except Exception:  # a broken per-model settings file must not hide the model
                 template, source = None, "auto"
-        family = _family(model, catalog)
+        family = model_family(model, catalog)
         search = " ".join((model.id, model.path.name, family, model.quantization or "",
                            model.parameters_label or "")).lower()
         items.append(InstalledItem(model, template, source, plan, family, _date(model.path), search))
