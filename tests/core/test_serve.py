@@ -159,6 +159,46 @@ def error_of(response) -> dict:
     return body["error"]
 
 
+# A model's own template that knows tool roles (not one Corral recognises as its own).
+TOOL_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'tool' %}[result: {{ m['content'] }}]"
+    "{% elif m['role'] == 'assistant_tool_call' %}[call: {{ m['content'] }}]"
+    "{% else %}<{{ m['role'] }}>{{ m['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}")
+TOOL_TURN = [{"role": "user", "content": "weather in Oslo?"},
+             {"role": "assistant_tool_call", "content": "get_weather(city='Oslo')"},
+             {"role": "tool", "content": "4 C, rain"}]
+
+
+def test_tool_roles_reach_a_model_s_own_template_and_others_say_which_role(tmp_path,
+                                                                           make_model):
+    folder = tmp_path / "models"
+    make_model("tiny", folder=folder, name="toolish", chat_template=TOOL_TEMPLATE)
+    make_model("tiny", folder=folder, name="plain")
+    with Server(ServeConfig(port=0, threads=2), library=Library(models_dir=folder)) as srv:
+        client = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(model="toolish.F32", messages=TOOL_TURN,
+                                               max_tokens=2, temperature=0)
+        assert reply.usage.completion_tokens == 2
+        sent = srv.worker.finished[-1].prepared
+        assert sent.template_id == "gguf" and sent.text == (
+            "<user>weather in Oslo?[call: get_weather(city='Oslo')][result: 4 C, rain]<assistant>")
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as err:
+                client.chat.completions.create(model="plain.F32", messages=TOOL_TURN,
+                                               max_tokens=2, stream=stream)
+            body = err.value.body
+            assert (body["code"], body["param"]) == ("invalid_prompt", "messages"), body
+            assert "message 2 has role 'assistant_tool_call'" in body["message"], body
+        for role, said in ((7, "must be a role's name"), ("", "must be a role's name")):
+            r = httpx2.post(srv.url + "/chat/completions", json={
+                "model": "toolish.F32", "messages": [{"role": role, "content": "x"}]})
+            assert r.status_code == 400 and said in error_of(r)["message"], r.text
+        r = httpx2.post(srv.url + "/chat/completions", json={"model": "toolish.F32", "messages": [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]})
+        assert r.status_code == 400 and error_of(r)["code"] == "unsupported_parameter", r.text
+
+
 def test_requests_that_cannot_be_served_get_openai_shaped_errors(server, client):
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])

@@ -3,7 +3,8 @@
 Only what Corral can honour is accepted. Fields that would change the answer but cannot be done
 here (n > 1, logprobs, tools, a JSON response_format, penalties other than repeat_penalty) are
 refused with a 400 that names them, rather than silently ignored; fields that change nothing
-(user, metadata, …) are ignored. Sampling values are checked by the engine's own
+(user, metadata, …) are ignored. A message's role is any name: the template the request is
+rendered with takes it or refuses it (400). Sampling values are checked by the engine's own
 bounds, through the turn pipeline (one set of bounds for every face); this module only names
 the field.
 """
@@ -20,6 +21,7 @@ from app.core.server.errors import APIError
 from app.core.turns import check_overrides
 
 CHAT, COMPLETION = "chat", "completion"
+MAX_ROLE_CHARS = 64
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n",
                    "seed")
 
@@ -108,9 +110,16 @@ def _messages(body: dict) -> list[dict[str, str]]:
             raise _bad(f"messages[{i}] must be an object with role and content", "messages")
         role = m.get("role")
         role = "system" if role == "developer" else role
-        if role not in ("system", "user", "assistant"):
-            raise _bad(f"messages[{i}]: role {role!r} is not supported "
-                       f"(system, user and assistant are)", "messages")
+        # Any named role passes here: whether it can be rendered is the chosen template's
+        # call (a model's own template may take `tool`, `assistant_tool_call`…; Corral's
+        # built-in ones refuse them with a 400 naming the role, from the turn pipeline).
+        if not isinstance(role, str) or not role.strip() or len(role) > MAX_ROLE_CHARS:
+            raise _bad(f"messages[{i}].role must be a role's name (system, user, assistant, "
+                       f"or one the model's own template takes)", "messages")
+        if m.get("tool_calls"):
+            raise _bad(f"messages[{i}]: tool_calls are not supported (a model's own template "
+                       f"may take the call as an assistant_tool_call message's content)",
+                       "messages", code="unsupported_parameter")
         out.append({"role": role, "content": _content(m.get("content"), i)})
     return out
 
