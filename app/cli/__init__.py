@@ -3,7 +3,7 @@
 `corral` with no arguments starts the window. Every other command is a module in this
 package exposing `register(subparsers)`, which adds its parser and sets `func`. A command
 returns an exit code; errors a person can act on are raised as `CliError` (or a core error
-listed in `USER_ERRORS`) and end as one line on stderr with a non-zero exit, never a traceback.
+of `_common.user_error_types()`) and end as one line on stderr with a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations

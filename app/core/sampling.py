@@ -1,8 +1,8 @@
 """The sampling knobs of one generation, checked in one place before llama.cpp sees them.
 
-Every face builds a `SamplingParams` (the CLI from its flags, `corral serve` from the request's
-fields, the window from its knobs, the server from a model's saved settings), and a
-SamplingParams cannot be made with a value llama.cpp cannot honour: a wrong type, NaN or
+One place builds a `SamplingParams`: the turn pipeline (app/core/turns/knobs.py), from the app's
+settings, the model's saved ones and each face's overrides (the CLI's flags, the request's fields
+in `corral serve`, the window's knobs). A SamplingParams cannot be made with a value llama.cpp cannot honour: a wrong type, NaN or
 ±infinity (every comparison with NaN is false, so range checks alone let it through), a value
 out of range, or text that is not valid Unicode. `SamplingError` names the field, so each face
 can say which of its own flags or fields is wrong.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.inputs import text_problem
+from app.core.memory_plan import format_bytes
 
 INT32_MAX = 2**31 - 1
 MAX_REPEAT_LAST_N = 1 << 20   # tokens; more than any context
@@ -89,7 +90,7 @@ def check_grammar(grammar: Any) -> None:
     if problem:
         raise SamplingError("grammar", problem)
     if len(grammar.encode("utf-8")) > MAX_GRAMMAR_BYTES:
-        raise SamplingError("grammar", f"is larger than the limit of {MAX_GRAMMAR_BYTES} bytes")
+        raise SamplingError("grammar", f"is larger than the limit of {format_bytes(MAX_GRAMMAR_BYTES)}")
 
 
 @dataclass(frozen=True)

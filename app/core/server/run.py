@@ -1,5 +1,5 @@
 """Run the API with uvicorn: in this thread (`corral serve`) or in a background thread (tests,
-the window's "serve" switch). The socket is bound before uvicorn starts, so the real port is
+benchmarks). The socket is bound before uvicorn starts, so the real port is
 known at once (port 0 picks a free one) and early clients wait in the listen backlog.
 
 Connections have deadlines: uvicorn closes an idle keep-alive connection (`idle_timeout`), but
