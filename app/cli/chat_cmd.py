@@ -71,7 +71,8 @@ def read_prompt(args) -> str | None:
         raise CliError("no prompt: give -p PROMPT or pipe the prompt on stdin")
     data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
     if len(data) > MAX_PROMPT_BYTES:
-        raise CliError(f"stdin: the prompt is larger than {MAX_PROMPT_BYTES // (1 << 20)} MiB")
+        from app.core.memory_plan import format_bytes
+        raise CliError(f"stdin: the prompt is larger than {format_bytes(MAX_PROMPT_BYTES)}")
     return _utf8(data, "stdin: the prompt")
 
 

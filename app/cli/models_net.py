@@ -112,7 +112,7 @@ def cmd_pull(args) -> int:
     except DownloadError as exc:
         raise CliError(str(exc)) from None
     if job.bytes_done and job.state not in ("downloading", "verifying"):
-        print(f"Resuming {filename} from {job.bytes_done:,} bytes", file=sys.stderr)
+        print(f"Resuming {filename} from {format_bytes(job.bytes_done)}", file=sys.stderr)
     started = time.monotonic()
     manager.start([job.id])
     followed = False
@@ -142,7 +142,8 @@ def cmd_pull(args) -> int:
         manager.shutdown()
         bar.finish()
         if job.state == PAUSED:
-            print(f"Paused at {job.bytes_done:,} bytes; run the same command again to resume.", file=sys.stderr)
+            print(f"Paused at {format_bytes(job.bytes_done)}; run the same command again to resume.",
+                  file=sys.stderr)
             return 130
     manager.shutdown()
     bar.finish()

@@ -6,9 +6,11 @@ import os
 import sys
 
 from app.cli._common import CliError
+from app.core.memory_plan import format_bytes
 from app.core.safetext import terminal_safe
 
 KEY_ENV = "CORRAL_API_KEY"
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
 
 
 def register(sub) -> None:
@@ -31,8 +33,11 @@ def register(sub) -> None:
                    help="let web pages from ORIGIN call the API (repeatable; default: none)")
     p.add_argument("--max-queue", type=int, default=8, metavar="N",
                    help="requests that may wait for the engine; more get 429 (default: 8)")
-    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, metavar="BYTES",
-                   help="largest request body accepted; larger gets 413 (default: 4 MiB)")
+    # ServeConfig.max_body's value; app.core.server is not imported to draw the parser
+    # (it loads the web stack), test_serve checks the two agree.
+    p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                   help=f"largest request body accepted, in bytes; larger gets 413 (default: "
+                        f"{DEFAULT_MAX_BODY}, that is {format_bytes(DEFAULT_MAX_BODY)})")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="llama.cpp threads (default: the settings', else one per core)")
     p.set_defaults(func=run)

@@ -10,6 +10,7 @@ import os
 import struct
 from typing import Callable
 
+from app.core.memory_plan import format_bytes
 from app.core.safetext import terminal_safe
 
 GGUF_MAGIC = b"GGUF"
@@ -109,8 +110,7 @@ def os_reason(exc: OSError) -> str:
 
 
 def header_cap() -> str:
-    mib, rest = divmod(MAX_HEADER_BYTES, 2**20)
-    return f"{mib} MiB" if mib and not rest else f"{MAX_HEADER_BYTES:,} bytes"
+    return format_bytes(MAX_HEADER_BYTES)  # read at each call: tests lower the cap
 
 
 class Reader:

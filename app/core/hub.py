@@ -50,6 +50,7 @@ from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, validat
 
 from app.core.hub_listing import (BadFileName, HubFile, RepoSummary, gguf_files, local_name,
                                   repo_summaries)
+from app.core.memory_plan import format_bytes
 from app.core.retry import GaveUp, RetryPolicy, Retrying
 
 # huggingface_hub 2.x, the first time a process builds its user agent (every request Corral
@@ -311,7 +312,7 @@ class HubClient:
                     body += chunk
                     if len(body) > LISTING_MAX_BYTES:
                         raise HubError(f"{what}: the hub's answer is larger than "
-                                       f"{LISTING_MAX_BYTES >> 20} MiB; it was not read.", kind="malformed")
+                                       f"{format_bytes(LISTING_MAX_BYTES)}; it was not read.", kind="malformed")
                 nxt = resp.links.get("next", {}).get("url")
             try:
                 data = json.loads(body)
@@ -380,7 +381,7 @@ class HubClient:
             except gguf_info.IncompleteHeader:
                 if ended or len(data) >= size or want >= HEADER_MAX_BYTES:
                     raise HubError(f"{what}: no complete GGUF header in its first "
-                                   f"{max(1, len(data) >> 20)} MiB; this is not a model Corral can check.",
+                                   f"{format_bytes(len(data))}; this is not a model Corral can check.",
                                    kind="malformed")
                 want = min(want * 2, HEADER_MAX_BYTES)
                 continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 from app.core.engine import SamplingParams, Stats
+from app.core.memory_plan import format_bytes
 from app.core.turns import knobs
 from app.core.turns.model import CHAT, PreparedTurn, TurnListener, TurnRequest
 from app.core.remote import (RemoteError, RemoteModel, RemoteServer, ServerRegistry, resolve,
@@ -46,7 +47,7 @@ def _read_limited(response, limit: int = MAX_ANSWER_BYTES) -> bytes:
     for chunk in response.iter_bytes():
         data += chunk
         if len(data) > limit:
-            raise RemoteError(f"the server's answer is larger than {limit:,} bytes")
+            raise RemoteError(f"the server's answer is larger than {format_bytes(limit)}")
     return bytes(data)
 
 

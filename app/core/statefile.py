@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from app.core.fileops import SpecialFile, open_regular, place_new
+from app.core.memory_plan import format_bytes
 from app.core.safetext import terminal_safe
 
 log = logging.getLogger("corral.state")
@@ -144,7 +145,8 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> b
     try:
         st = os.fstat(fd)
         if st.st_size > max_bytes:
-            raise Damaged(f"is too large ({st.st_size:,} bytes; the limit is {max_bytes:,})")
+            raise Damaged(f"is too large ({format_bytes(st.st_size)}; the limit is "
+                          f"{format_bytes(max_bytes)})")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(MIB, max_bytes + 1 - total))
@@ -153,7 +155,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> b
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:  # it grew while being read
-                raise Damaged(f"is too large (over {max_bytes:,} bytes)")
+                raise Damaged(f"is too large (over {format_bytes(max_bytes)})")
         return b"".join(chunks)
     except OSError as exc:
         raise StateFileError(f"{_show(path)}: cannot be read: {_strerror(exc)}") from None

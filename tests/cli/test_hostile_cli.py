@@ -314,3 +314,16 @@ def test_the_api_key_can_stay_out_of_the_process_list(home, tmp_path, make_model
     assert "k3y-from-file" not in err
     r = corral(home, "serve", "--port", "0", "--api-key", "visible", "--model", "nope")
     assert b"process list" in r.stderr and b"visible" not in r.stderr
+
+
+def test_limits_are_said_in_the_app_s_decimal_units(tiny_model, home, tmp_path):
+    """Every size shown goes through format_bytes: decimal, labelled (16 MiB is '16.8 MB')."""
+    big = special_files(tmp_path)["17 MiB"]
+    r = corral(home, "chat", str(tiny_model), input=b"x" * (16 * 1024 * 1024 + 1), timeout=60)
+    assert one_line(r, 1) == "corral: stdin: the prompt is larger than 16.8 MB"
+    r = corral(home, "prompt", "--template", "chatml", "--messages", str(big), timeout=30)
+    assert one_line(r, 1, str(big)).endswith("is too large (17.8 MB; the limit is 16.8 MB)")
+    r = corral(home, "chat", str(tiny_model), "-p", "hi", "--grammar-file", str(big), timeout=30)
+    assert one_line(r, 1, str(big)).endswith("is too large (17.8 MB; the limit is 1.05 MB)")
+    r = corral(home, "serve", "--help")
+    assert " ".join(r.stdout.decode().split()).count("(default: 4194304, that is 4.19 MB)") == 1

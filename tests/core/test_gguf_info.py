@@ -317,7 +317,10 @@ def test_header_larger_than_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "big-header.gguf"
     path.write_bytes(raw_valid()[0])
     monkeypatch.setattr(gguf_format, "MAX_HEADER_BYTES", 1024)  # falls inside the metadata
-    _expect_error(path, "header too large: the key of metadata entry 5 of 7 would end past the first 1,024 bytes")
+    # A limit is said in the app's decimal units (format_bytes), as every size shown.
+    _expect_error(path, "header too large: the key of metadata entry 5 of 7 would end past the first 1.02 kB")
+    monkeypatch.undo()
+    assert gguf_format.header_cap() == "268 MB"  # 256 MiB, said as the app says sizes
 
 
 @pytest.mark.timeout(10)

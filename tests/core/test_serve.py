@@ -259,6 +259,7 @@ def test_oversized_bodies_get_413(guarded):
     r = httpx2.post(guarded.url + "/completions", content=big,
                     headers={**key, "content-type": "application/json"})
     assert r.status_code == 413 and error_of(r)["code"] == "request_too_large"
+    assert error_of(r)["message"] == "the request body is larger than the limit of 2 kB"
 
     def chunked():  # no Content-Length: the limit is counted while reading
         for i in range(0, len(big), 500):
@@ -267,6 +268,12 @@ def test_oversized_bodies_get_413(guarded):
     r = httpx2.post(guarded.url + "/completions", content=chunked(),
                     headers={**key, "content-type": "application/json"})
     assert r.status_code == 413
+    assert error_of(r)["message"] == "the request body is larger than the limit of 2 kB"
+
+
+def test_max_body_default_is_the_server_s():
+    from app.cli.serve_cmd import DEFAULT_MAX_BODY
+    assert DEFAULT_MAX_BODY == ServeConfig.max_body
 
 
 def test_cors_only_when_asked(server, guarded):

@@ -43,7 +43,7 @@ def test_entries_that_cannot_be_used_are_left_out_and_the_rest_written_back(tmp_
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"x" * 101, "is too large (101 bytes; the limit is 100)"),
+    (b"x" * 101, "is too large (101 B; the limit is 100 B)"),
     (b"[" * 6 + b"]" * 6, "is nested too deeply (more than 5 levels)"),
     (b"[" * 100_000, "is nested too deeply (more than 5 levels)"),
     (b"1" * 5000, "is not valid JSON"),

@@ -32,6 +32,7 @@ from app.core import statefile
 from app.core.engine import Engine
 from app.core.inputs import bad_text
 from app.core.library import Library, LibraryError, LocalModel
+from app.core.memory_plan import format_bytes
 from app.core.server import schema
 from app.core.server.errors import APIError, send_error
 from app.core.server.worker import EngineWorker, Job, QueueFull
@@ -119,7 +120,7 @@ class Guard:
 
     def _too_large(self) -> APIError:
         return APIError(413, f"the request body is larger than the limit of "
-                             f"{self.config.max_body} bytes", code="request_too_large")
+                             f"{format_bytes(self.config.max_body)}", code="request_too_large")
 
     def _refuse(self, scope, headers: dict[str, str]) -> APIError | None:
         if self.hosts is not None:
