@@ -27,11 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MiB = 1 << 20
-DOWNLOADS = (  # repo, file, size, throttle (bytes/s), what to do with it
-    ("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q5_K_M.gguf", 460 * MiB, 7 * MiB, "run"),
-    ("TheBloke/vicuna-13B-v1.5-GGUF", "vicuna-13b-v1.5.Q4_K_M.gguf", 420 * MiB, 60 * MiB, "pause"),
-    ("TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_M.gguf", 300 * MiB,
+MB = 1000 * 1000
+# repo, file, the TinyLlama-shaped GGUF it serves (see tinyllama(); None: the small model),
+# throttle (bytes/s), what to do with it. Real generated GGUFs: every window
+# download has its header checked on the hub first (zeros are refused there), and the running
+# one's check is shown under it, so that one is the 1.1B TinyLlama its name says.
+DOWNLOADS = (
+    ("TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF", "tinyllama-1.1b-chat-v1.0.Q4_0.gguf",
+     "tinyllama", 7 * MB, "run"),
+    ("TheBloke/vicuna-13B-v1.5-GGUF", "vicuna-13b-v1.5.Q4_K_M.gguf", "shorter", 60 * MB, "pause"),
+    ("TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_M.gguf", "shorter",
      None, "gated"),
     ("TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF", "tinyllama-1.1b-chat-v1.0.Q2_K.gguf", None, None, "done"),
 )
@@ -62,14 +67,24 @@ def settle(seconds: float = 0.4) -> None:
     wait(lambda: time.monotonic() >= end, seconds + 5)
 
 
+def tinyllama(shape: str = "tinyllama") -> Path:
+    """A generated TinyLlama-shaped GGUF from the model cache: "tinyllama" is TinyLlama 1.1B
+    Chat's shape and template (620 MB), "shorter" the same with 16 layers (471 MB)."""
+    from app.testing import models
+
+    if shape == "shorter":
+        return models.cached_model("tinyllama_shape", name="vicuna-13b-v1.5", block_count=16)
+    return models.cached_model("tinyllama_shape", name="tinyllama-1.1b-chat",
+                               chat_template=models.ZEPHYR_TEMPLATE)
+
+
 def seed_models(home: Path, xdg: Path, hf_cache: Path) -> dict[str, Path]:
     from app.testing import models
 
     folder = home / "models"
     folder.mkdir(parents=True, exist_ok=True)
     made = {
-        "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf": models.cached_model(
-            "tinyllama_shape", name="tinyllama-1.1b-chat", chat_template=models.ZEPHYR_TEMPLATE),
+        "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf": tinyllama(),
         "vicuna-7b-v1.5.Q4_K_M.gguf": models.cached_model("small", name="vicuna-7b-v1.5"),
         "llama-2-7b-chat.Q4_K_M.gguf": models.cached_model("small", name="llama-2-7b-chat", seed=1),
     }
@@ -94,19 +109,13 @@ def seed_models(home: Path, xdg: Path, hf_cache: Path) -> dict[str, Path]:
     return out
 
 
-def sparse_file(path: Path, size: int) -> Path:
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
-
-
-def start_hub(tmp: Path, tiny: Path):
+def start_hub(small: Path):
     from app.testing.hub_server import LocalHub
 
     hub = LocalHub().start()
-    for repo, name, size, throttle, kind in DOWNLOADS:
+    for repo, name, shape, throttle, kind in DOWNLOADS:
         hub.add_repo(repo, gated=kind == "gated", downloads=12000)
-        source = tiny if size is None else sparse_file(tmp / name, size)
+        source = small if shape is None else tinyllama(shape)
         hub.add_file(repo, name, source)
         if throttle:
             hub.set_faults(repo, name, throttle=throttle)
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
         files = seed_models(home, xdg, tmp / "hf-cache")
         tiny = files["vicuna-7b-v1.5.Q4_K_M.gguf"]
-        hub = start_hub(tmp, tiny)
+        hub = start_hub(tiny)
         os.environ["HF_ENDPOINT"] = hub.url
 
         from app.core.chats import ChatStore
@@ -264,7 +273,12 @@ def shoot_long_chat(window, out: Path, width: int, height: int) -> None:
 def shoot_downloads(window, out: Path, width: int, height: int) -> None:
     controller = window.downloads
     jobs = {}
-    for repo, name, size, throttle, kind in reversed(DOWNLOADS):
+
+    def share(kind: str) -> float:  # how much of its file a download has
+        job = controller.manager.get(jobs[kind].id)
+        return job.bytes_done / job.size if job.size else 0.0
+
+    for repo, name, shape, throttle, kind in reversed(DOWNLOADS):
         jobs[kind] = controller.enqueue(repo, name)
         if kind == "done":
             wait(lambda: controller.manager.get(jobs["done"].id).state == "done", 30, "a download")
@@ -272,14 +286,14 @@ def shoot_downloads(window, out: Path, width: int, height: int) -> None:
             wait(lambda: controller.manager.get(jobs["gated"].id).state == "failed", 30, "refusal")
         if kind == "pause":
             job_id = jobs["pause"].id
-            wait(lambda: controller.manager.get(job_id).bytes_done > 0.38 * 420 * MiB, 60, "progress")
+            wait(lambda: share("pause") > 0.38, 60, "progress")
             controller.pause(job_id)
             wait(lambda: controller.manager.get(job_id).state == "paused", 30, "pause")
     downloads = window.show_screen("downloads")
     window.resize(width, height)
     running = jobs["run"].id
     wait(lambda: running in downloads.rows and downloads.rows[running].eta is not None
-         and downloads.rows[running].job.bytes_done > 0.12 * 460 * MiB, 90, "a running download")
+         and share("run") > 0.12, 90, "a running download")
     settle(0.3)
     save(window, out, "downloads.png")
     controller.pause(running)
