@@ -222,7 +222,8 @@ class ChatMountMixin:
     def _attach_chat(self, screen: QWidget) -> None:
         for signal, slot in (("engineStatus", self.engine_status),
                              ("statusMessage", self.status_message),
-                             ("libraryRequested", self._library_requested)):
+                             ("libraryRequested", self._library_requested),
+                             ("libraryChanged", self.library_state.refresh)):
             sig = getattr(screen, signal, None)
             if sig is not None:
                 sig.connect(slot)

@@ -47,6 +47,7 @@ class ChatScreen(QWidget):
     statusMessage = Signal(str)
     engineStatus = Signal(dict)
     libraryRequested = Signal()
+    libraryChanged = Signal()   # a model's file is gone: the window reads the library again
 
     def __init__(self, store: ChatStore, worker: EngineWorker, library: Library,
                  settings: Settings, parent: QWidget | None = None, *,
@@ -120,6 +121,7 @@ class ChatScreen(QWidget):
         s.loadingChanged.connect(lambda *_: self.stop_action.setEnabled(s.can_stop))
         s.status.connect(self._status)
         s.libraryWanted.connect(self.libraryRequested)
+        s.libraryStale.connect(self.libraryChanged)
         self.messages.libraryRequested.connect(self.libraryRequested)
         self.messages.inspectRequested.connect(self.show_prompt_of)
         self.conversations.exportRequested.connect(self.export)

@@ -104,6 +104,8 @@ class ModelChoices(QObject):
     """The picker's data (see the module's doc); `changed` after each refresh."""
 
     changed = Signal()
+    unreadable = Signal(str)    # a model's file could not be read (moved or deleted since the
+                                # library was read): its path
 
     def __init__(self, library: Library, *, offline: Callable[[], bool],
                  parent: QObject | None = None) -> None:
@@ -115,6 +117,7 @@ class ModelChoices(QObject):
         self.remote: list[ModelEntry] = []
         self.servers: list[ServerListing] = []
         self._infos: dict[str, gguf_info.ModelInfo] = {}
+        self._unreadable: set[str] = set()
         self._generation = 0        # a listing that comes back after a newer one asked is dropped
         self._listed_at: float | None = None
         self._asking = False        # a listing is under way
@@ -131,6 +134,7 @@ class ModelChoices(QObject):
         self.local = [local_entry(m, model_family(m, catalog)) for m in models]
         self.ready = True
         self._infos.clear()
+        self._unreadable.clear()
         self.changed.emit()
         return problem
 
@@ -139,6 +143,7 @@ class ModelChoices(QObject):
         self.local = [local_entry(m, family) for m, family in models if m.ok]
         self.ready = True
         self._infos.clear()
+        self._unreadable.clear()
         self.changed.emit()
 
     # ------------------------------------------------------------------ servers
@@ -243,5 +248,11 @@ class ModelChoices(QObject):
         """A local model's GGUF header (its BOS/EOS and chat template), read once per file."""
         key = str(entry.path)
         if key not in self._infos:
-            self._infos[key] = gguf_info.inspect(entry.path)
+            try:
+                self._infos[key] = gguf_info.inspect(entry.path)
+            except gguf_info.GGUFError:
+                if key not in self._unreadable:  # said once until the library is read again
+                    self._unreadable.add(key)
+                    self.unreadable.emit(key)
+                raise
         return self._infos[key]

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 
-from app.core.templates import ContextOverflow, TemplateError
+from app.core.templates import ContextOverflow
 from app.core.turns import PreparedTurn, TemplateChoice, TurnRequest, render_turn
 from app.gui import background
 from app.gui.chat.replies import BIG_DRAFT, chat_request, completion_request, history
+from app.gui.chat.template_part import CHOICE_ERRORS
 
 if TYPE_CHECKING:
     from app.gui.chat.model_choices import ModelEntry
@@ -280,7 +281,7 @@ class NextPrompt(QObject):
             return None
         try:
             choice = s.templates.choice(entry)
-        except (TemplateError, OSError, ValueError):
+        except CHOICE_ERRORS:  # said when it is sent (a model file gone: the library is read again)
             return None
         assert choice is not None
         request = chat_request(entry, conv, messages, dict(s.knobs.values))

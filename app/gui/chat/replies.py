@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from PySide6.QtCore import QObject
 
 from app.core.chats import DEFAULT_TITLE, ChatStoreError, Conversation, Message
-from app.core.templates import TemplateError
 from app.core.turns import PreparedTurn, TemplateChoice, TurnOptions, TurnRequest
 from app.gui.chat.style import stats_line
+from app.gui.chat.template_part import CHOICE_ERRORS
 
 BIG_DRAFT = 16_000  # characters: a draft this long is sent only once it is known to fit
 
@@ -82,7 +82,7 @@ class Replies(QObject):
             return None
         try:
             return entry, s.templates.choice(entry)
-        except (TemplateError, OSError, ValueError) as exc:
+        except CHOICE_ERRORS as exc:
             s.say(f"Cannot use {entry.id}: {exc}")
             return None
 

@@ -57,6 +57,7 @@ class ChatSession(QObject):
     draftSent = Signal()                  # the composer's text went out: clear it
     draftRefused = Signal(str)            # not sent (it cannot fit): why; the text is kept
     libraryWanted = Signal()              # the user needs a model first
+    libraryStale = Signal()               # a model's file was found gone: read the library again
     replyStarted = Signal(str, object, str)   # mode, Message (chat) or None, who
     replyGrew = Signal(str)
     replyEnded = Signal(str, str, dict, object)   # mode, state, stats, saved text (or None)
@@ -87,6 +88,7 @@ class ChatSession(QObject):
         self.knobs = Knobs(self)
         self.templates = Templates(self)
         self.models.changed.connect(self.modelsChanged)
+        self.models.unreadable.connect(lambda _path: self.libraryStale.emit())
         self.replies = Replies(self)
         self.next_prompt = NextPrompt(self)
         worker.loadStarted.connect(self._load_started)
@@ -321,8 +323,13 @@ class ChatSession(QObject):
     def _say_if_missing(self, entry: ModelEntry | None) -> None:
         conv = self.conv
         if entry is None and conv is not None and conv.model_id and self.models.ready:
-            self.say(f"The model {conv.model_id!r} of this conversation is not in the library "
-                     f"any more; choose another one above.")
+            path = Path(conv.model_path) if conv.model_path else None
+            if path is not None and not path.exists():
+                self.say(f"The file of {conv.model_id}, {path}, is gone (moved or deleted); "
+                         f"choose another model above, or put the file back.")
+            else:
+                self.say(f"The model {conv.model_id!r} of this conversation is not in the "
+                         f"library any more; choose another one above.")
 
     def choose_model(self, model_id: str) -> None:
         entry = self.models.find(model_id)
@@ -370,6 +377,9 @@ class ChatSession(QObject):
         self.next_prompt.waiting = None  # a draft waiting for its check is not sent
         self.loadingChanged.emit(None, 0.0)
         self.show_status("error", f"Could not load {name or 'the model'}")
+        entry = self.model()
+        if entry is not None and entry.path is not None and not entry.path.exists():
+            self.libraryStale.emit()  # moved or deleted since the library was read
         if "cancelled" in message:
             self.say("Loading the model was cancelled.", "info")
         elif not self.busy:  # a reply's failed load is said once, in the reply's footer

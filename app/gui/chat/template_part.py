@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 
 from app.core import turns
+from app.core.gguf_info import GGUFError
 from app.core.library import LibraryError
 from app.core.settings import SettingsError
 from app.core.templates import GGUF_ID, PromptTemplate, TemplateError
@@ -20,6 +21,11 @@ from app.core.turns import TemplateChoice
 if TYPE_CHECKING:
     from app.gui.chat.model_choices import ModelEntry
     from app.gui.chat.session import ChatSession
+
+
+# What choosing the next turn's template may raise (Templates.choice): the template, or the
+# model's file, which may have been moved or deleted since the library was read (GGUFError).
+CHOICE_ERRORS = (TemplateError, GGUFError, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Templates(QObject):
 
     def choice(self, entry: "ModelEntry") -> TemplateChoice | None:
         """The template of the next turn on a local model (None: a server renders its own).
-        TemplateError, OSError, ValueError."""
+        CHOICE_ERRORS."""
         s = self.session
         if entry.remote:
             return None
@@ -108,7 +114,7 @@ class Templates(QObject):
                                reason=reason, system=conv.system_prompt,
                                system_default=choice.template.default_system,
                                model_default=settings.template if settings else None)
-            except (TemplateError, OSError, ValueError) as exc:
+            except CHOICE_ERRORS as exc:
                 view = replace(view, name="(none)", reason=str(exc))
         s.templatesShown.emit(view)
 
