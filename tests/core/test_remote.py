@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
+import re
 import socket
 import stat
 import subprocess
 import sys
 import threading
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from app.core.engine import SamplingParams
@@ -22,45 +20,23 @@ from app.core.library import Library
 from app.core.remote import RemoteError, ServerRegistry, normalize_url, resolve
 from app.core.remote_client import RemoteBackend, list_remote_models, open_remote
 from app.core.server import ServeConfig, Server
+from app.testing.keyrings import MemoryKeyring, keyring_as
+from app.testing.servers import free_port, llama_cpp_server
 
 pytestmark = pytest.mark.timeout(300)
 
 
-class MemoryKeyring(KeyringBackend):
-    priority = 1
-
-    def __init__(self):
-        super().__init__()
-        self.data = {}
-
-    def get_password(self, service, username):
-        return self.data.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.data[(service, username)] = password
-
-    def delete_password(self, service, username):
-        del self.data[(service, username)]
-
-
 @pytest.fixture
 def no_keyring():
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(before)
+    with keyring_as(fail.Keyring()):
+        yield
 
 
 @pytest.fixture
 def memory_keyring():
-    before = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(before)
+    with keyring_as(MemoryKeyring()) as ring:
+        yield ring
 
-
-# --------------------------------------------------------------------------- the registry
 
 def test_urls_and_names():
     assert normalize_url("gpu-box:8080") == "http://gpu-box:8080/v1"
@@ -103,35 +79,11 @@ def test_registry_uses_the_os_keyring_when_there_is_one(tmp_path, memory_keyring
 
 # --------------------------------------------------------------------------- llama.cpp's server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tiny_model):
     """`python -m llama_cpp.server` (llama-cpp-python's server extra) on loopback."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--model_alias",
-         "tiny", "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2",
-         "--n_ctx", "512", "--verbose", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr] + [lines.put(None)],
-                     daemon=True).start()
-    seen = []
-    while True:
-        line = lines.get(timeout=120)
-        if line is None:
-            pytest.fail("llama_cpp.server exited:\n" + "".join(seen))
-        seen.append(line)
-        if "Uvicorn running on" in line:
-            break
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
+    with llama_cpp_server(tiny_model) as url:
+        yield url
 
 
 @pytest.fixture
@@ -362,9 +314,15 @@ class DropsMidReply:
     def _serve(self):
         conn, _ = self.sock.accept()
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(65536)
+            # The whole request is read first: closing on unread bytes would send a reset,
+            # not the orderly close of a server that stops mid-body.
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+            while len(body) < length:
+                body += conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                          b"transfer-encoding: chunked\r\n\r\n")
             for piece in self.PIECES:
