@@ -137,6 +137,17 @@ def _message(row: sqlite3.Row) -> Message:
                    created=row["created"])
 
 
+def merged_options(options: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`options` with `changes` merged in: a None value removes its key."""
+    out = dict(options)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
 def title_from(text: str) -> str:
     """A conversation title from its first message: the first line, shortened at a word."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
@@ -326,13 +337,8 @@ class ChatStore:
 
     def set_options(self, cid: int, **changes: Any) -> Conversation:
         """Merge keys into the conversation's options (a None value removes a key)."""
-        options = dict(self.conversation(cid).options)
-        for key, value in changes.items():
-            if value is None:
-                options.pop(key, None)
-            else:
-                options[key] = value
-        return self.update_conversation(cid, options=options)
+        return self.update_conversation(
+            cid, options=merged_options(self.conversation(cid).options, changes))
 
     def delete_conversation(self, cid: int) -> None:
         with self._tx() as db:

@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
-from app.core.templates.model import PromptTemplate, RenderedPrompt, TemplateError, \
-    parse_messages
-from app.core.templates.render import label, render, takes_any_role
+from app.core.templates.model import PromptTemplate, RenderedPrompt, TemplateError
+from app.core.templates.render import conversation_for, label, render
 
 
 class ContextOverflow(TemplateError):
@@ -91,10 +90,7 @@ def fit_conversation(template: PromptTemplate, messages: Sequence[Mapping[str, A
     `check()` is called between steps (it raises to stop the fit). RenderedPrompt.dropped_turns
     tells the UI what was cut; ContextOverflow when even the last message cannot fit."""
     check = check or (lambda: None)
-    try:
-        conversation = parse_messages(messages, any_role=takes_any_role(template))
-    except TemplateError as exc:
-        raise TemplateError(f"{label(template)}: {exc}") from None
+    conversation = conversation_for(template, messages)
     head = conversation[:1] if conversation and conversation[0]["role"] == "system" else []
     turns = _turns(conversation[len(head):])
     budget = n_ctx - reserve

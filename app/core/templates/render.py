@@ -64,13 +64,19 @@ def render_many(template: PromptTemplate, conversations: Sequence[Sequence[Mappi
             for text, notes in texts]
 
 
+def conversation_for(template: PromptTemplate, messages: Sequence[Mapping[str, Any]]
+                     ) -> list[dict[str, str]]:
+    """`messages` checked for `template` (the roles it takes); TemplateError naming it."""
+    try:
+        return parse_messages(messages, any_role=takes_any_role(template))
+    except TemplateError as exc:
+        raise TemplateError(f"{label(template)}: {exc}") from None
+
+
 def _prepare(template: PromptTemplate, messages: Sequence[Mapping[str, Any]],
              system: str | None) -> tuple[str, bool, list[dict[str, str]]]:
     """(the system prompt, whether it is the template's default, the other messages)."""
-    try:
-        conversation = parse_messages(messages, any_role=takes_any_role(template))
-    except TemplateError as exc:
-        raise TemplateError(f"{label(template)}: {exc}") from None
+    conversation = conversation_for(template, messages)
     leading = conversation[0]["content"] if conversation and conversation[0]["role"] == "system" \
         else None
     body = conversation[1:] if leading is not None else conversation

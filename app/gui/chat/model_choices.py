@@ -131,18 +131,14 @@ class ModelChoices(QObject):
         except (LibraryError, StateFileError, OSError) as exc:
             models, problem = [], f"Could not read the library: {exc}"
         catalog = shipped_catalog()
-        self.local = [local_entry(m, model_family(m, catalog)) for m in models]
-        self.ready = True
-        self._infos.clear()
-        self._unreadable.clear()
-        self.changed.emit()
+        self.set_local([(m, model_family(m, catalog)) for m in models])
         return problem
 
     def set_local(self, models: list[tuple[LocalModel, str]]) -> None:
         """The library as the window already scanned it: (model, family) pairs."""
         self.local = [local_entry(m, family) for m, family in models if m.ok]
         self.ready = True
-        self._infos.clear()
+        self._infos.clear()   # a file may have changed since it was read
         self._unreadable.clear()
         self.changed.emit()
 

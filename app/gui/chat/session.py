@@ -30,7 +30,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core import turns
-from app.core.chats import DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message
+from app.core.chats import (DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message,
+                            merged_options)
 from app.core.engine import LoadedModel
 from app.core.library import Library
 from app.core.settings import ModelSettings, Settings, SettingsError
@@ -190,13 +191,7 @@ class ChatSession(QObject):
     def set_options(self, **changes: Any) -> None:
         if self.conv is None:
             return
-        options = dict(self.conv.options)
-        for key, value in changes.items():
-            if value is None:
-                options.pop(key, None)
-            else:
-                options[key] = value
-        self.update(options=options)
+        self.update(options=merged_options(self.conv.options, changes))
 
     def ensure_saved(self) -> Conversation:
         assert self.conv is not None

@@ -169,6 +169,15 @@ class MessageListView(QAbstractScrollArea):
     def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802
         self.viewport().update()
 
+    def _keep_in_place(self, keep: int, on_screen: int) -> None:
+        """After rows changed height: the end stays shown when the view sticks to it, else row
+        `keep` goes back to `on_screen` pixels below the viewport's top."""
+        if self.stick:
+            self._quietly_scroll_to(self.content_height())
+        else:
+            self._quietly_scroll_to(self.row_top(keep) - on_screen)
+        self._note_anchor()
+
     def _quietly_scroll_to(self, value: int) -> None:
         """Move the scroll bar without a repaint request (what is painted does not move)."""
         bar = self.verticalScrollBar()
@@ -233,11 +242,7 @@ class MessageListView(QAbstractScrollArea):
             on_screen = self.row_top(keep) - bar.value()
             for i in todo:
                 self.rendered(i)
-            if self.stick:
-                self._quietly_scroll_to(self.content_height())
-            else:
-                self._quietly_scroll_to(self.row_top(keep) - on_screen)
-            self._note_anchor()
+            self._keep_in_place(keep, on_screen)
 
     def _prefetch(self) -> None:
         """Render rows just above and below the viewport (one screen each way), a few ms per
@@ -262,11 +267,7 @@ class MessageListView(QAbstractScrollArea):
             done += 1
             if time.perf_counter() > deadline:
                 break
-        if self.stick:
-            self._quietly_scroll_to(self.content_height())
-        else:
-            self._quietly_scroll_to(self.row_top(keep) - on_screen)
-        self._note_anchor()
+        self._keep_in_place(keep, on_screen)
         if done < len(todo):
             self._prefetch_timer.start()
 
