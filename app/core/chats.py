@@ -31,7 +31,7 @@ from typing import Any
 
 from app.core.chat_file import ChatStoreError, damaged_error, prepare_file, set_aside, store_error
 from app.core.chat_reply import ReplyWriter
-from app.core.statefile import write_text_atomic
+from app.core.statefile import merged, write_text_atomic
 
 __all__ = ["ChatStore", "ChatStoreError", "Conversation", "Message", "ReplyWriter", "set_aside",
            "store_error"]
@@ -135,17 +135,6 @@ def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
                    content=row["content"], state=row["state"], stats=_json_object(row["stats"]),
                    created=row["created"])
-
-
-def merged_options(options: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """`options` with `changes` merged in: a None value removes its key."""
-    out = dict(options)
-    for key, value in changes.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
-    return out
 
 
 def title_from(text: str) -> str:
@@ -338,7 +327,7 @@ class ChatStore:
     def set_options(self, cid: int, **changes: Any) -> Conversation:
         """Merge keys into the conversation's options (a None value removes a key)."""
         return self.update_conversation(
-            cid, options=merged_options(self.conversation(cid).options, changes))
+            cid, options=merged(self.conversation(cid).options, changes))
 
     def delete_conversation(self, cid: int) -> None:
         with self._tx() as db:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from app.core import statefile
 from app.core.paths import get_paths
 from app.core.sampling import SamplingError, check_value
-from app.core.statefile import StateFileError, expect, keep_entries
+from app.core.statefile import StateFileError, expect, keep_entries, merged
 # The writers live with the reader in statefile; they are imported from here by older callers.
 from app.core.statefile import write_json_atomic, write_text_atomic  # noqa: F401
 
@@ -286,12 +286,7 @@ class ModelSettingsStore:
     def update(self, model_id: str, **changes: Any) -> ModelSettings:
         """Change some fields; `sampling=` is merged key by key (a None value removes a key)."""
         current = self.get(model_id)
-        sampling = dict(current.sampling)
-        for key, value in (changes.pop("sampling", None) or {}).items():
-            if value is None:
-                sampling.pop(key, None)
-            else:
-                sampling[key] = value
+        sampling = merged(current.sampling, changes.pop("sampling", None) or {})
         return self.set(model_id, replace(current, sampling=sampling, **changes))
 
     def remove(self, model_id: str) -> None:

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from app.core.fileops import SpecialFile, open_regular, place_new
 from app.core.memory_plan import format_bytes
@@ -340,6 +340,18 @@ def expect(value: Any, kind: type, what: str | None = None) -> Any:
             raise Damaged(f"holds {describe(value)} where {wanted} is expected")
         raise Damaged(f"{what} must be {wanted}, not {describe(value)}")
     return value
+
+
+def merged(values: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored mapping (a conversation's options, a model's sampling settings) with `changes`
+    merged in key by key: a None value removes its key."""
+    out = dict(values)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
 
 
 def keep_entries(mapping: dict, check_entry: Callable[[str, Any], Any], problems: list[str],

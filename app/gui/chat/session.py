@@ -30,11 +30,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core import turns
-from app.core.chats import (DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message,
-                            merged_options)
+from app.core.chats import DEFAULT_TITLE, ChatStore, ChatStoreError, Conversation, Message
 from app.core.engine import LoadedModel
 from app.core.library import Library
 from app.core.settings import ModelSettings, Settings, SettingsError
+from app.core.statefile import merged
 from app.core.templates import TemplateRegistry
 from app.gui.chat.knobs import Knobs
 from app.gui.chat.model_choices import ModelChoices, ModelEntry
@@ -191,7 +191,7 @@ class ChatSession(QObject):
     def set_options(self, **changes: Any) -> None:
         if self.conv is None:
             return
-        self.update(options=merged_options(self.conv.options, changes))
+        self.update(options=merged(self.conv.options, changes))
 
     def ensure_saved(self) -> Conversation:
         assert self.conv is not None
