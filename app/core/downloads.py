@@ -117,6 +117,9 @@ class DownloadManager:
         self.open_file = open_file
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # Jobs whose final state is set but not yet told to on_event: wait() holds them back, so
+        # whoever waits for a job sees its last event before wait() returns.
+        self._telling: set[str] = set()
         self._jobs: dict[str, Job] = {}
         self._workers: dict[str, _Worker] = {}
         self._running = False
@@ -238,7 +241,7 @@ class DownloadManager:
                 job = self._jobs.get(job_id)
                 if job is None:
                     raise DownloadError(f"download {job_id} was removed")
-                if job.state in states:
+                if job.state in states and job_id not in self._telling:
                     return replace(job)
                 elsewhere = job_id not in self._workers and job.state in ACTIVE
                 left = None if deadline is None else deadline - time.monotonic()
@@ -421,16 +424,22 @@ class DownloadManager:
             log.exception("download %s crashed", job_id)
             state, message, changes = FAILED, f"Download failed: {exc}", {}
         try:
-            with self._lock:
-                del self._workers[job_id]
-                snapshot = self._update(job_id, state, message, **changes)
+            try:
+                with self._lock:
+                    del self._workers[job_id]
+                    self._telling.add(job_id)
+                    snapshot = self._update(job_id, state, message, **changes)
+            finally:
+                if owner is not None:
+                    if snapshot is not None and snapshot.state in (DONE, CANCELLED):  # no partial left
+                        with contextlib.suppress(OSError):  # (Windows: removed on release anyway)
+                            os.unlink(owner.lock_file)
+                    owner.release()
+            self._emit(DownloadEvent(snapshot, "state"))
         finally:
-            if owner is not None:
-                if snapshot is not None and snapshot.state in (DONE, CANCELLED):  # no partial left
-                    with contextlib.suppress(OSError):  # (Windows: removed on release anyway)
-                        os.unlink(owner.lock_file)
-                owner.release()
-        self._emit(DownloadEvent(snapshot, "state"))
+            with self._changed:
+                self._telling.discard(job_id)
+                self._changed.notify_all()
         self._schedule()
 
     def _partial_owned_elsewhere(self, job: Job) -> bool:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,10 @@ def make_manager(tmp_path, hub):
         # The payload is random bytes, not a GGUF: these tests are about the transfer, and the
         # header check has its own tests (check_headers=True there).
         options = {"stall_timeout": 2.0, "backoff": 0.05, "max_attempts": 3, "progress_interval": 0.02,
-                   "check_headers": False, **options}
+                   "check_headers": False, "on_event": rec.on_event, **options}
         manager = DownloadManager(tmp_path / "models", tmp_path / "downloads" / "queue.json",
                                   HubClient(endpoint=hub.url, token=token or "hf_no_access"),
-                                  on_event=rec.on_event, on_complete=rec.on_complete, **options)
+                                  on_complete=rec.on_complete, **options)
         made.append(manager)
         return manager, rec
 
@@ -135,6 +136,22 @@ def test_normal_download_is_verified_renamed_and_reported(hub, make_manager, tmp
     assert saved["jobs"][0]["state"] == DONE
     with pytest.raises(AlreadyDownloaded):
         manager.enqueue(REPO, FILE)
+
+
+def test_wait_returns_after_the_listeners_heard_the_final_state(hub, make_manager):
+    """wait() returning means on_event was told: a caller that prints from events and stops on
+    wait() (`corral models pull`, the tests) never misses the last line. A slow listener makes the
+    old race (final event sent after wait() woke) certain."""
+    heard = []
+
+    def slow_listener(event):
+        if event.kind == "state" and event.job.state == DONE:
+            time.sleep(0.5)
+            heard.append(event.job.state)
+
+    manager, _ = make_manager(on_event=slow_listener)
+    job = run(manager)
+    assert job.state == DONE and heard == [DONE]
 
 
 def test_drop_at_half_resumes_from_the_partial(hub, make_manager, payload):

@@ -394,7 +394,11 @@ def test_corral_serve_command(home):
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
-        line = lines.get(timeout=120)
+        try:
+            line = lines.get(timeout=120)
+        except queue.Empty:
+            proc.kill()
+            raise AssertionError(f"no start line; exit {proc.wait()}: {proc.stderr.read()}")
         assert line.startswith("Serving the OpenAI API at http://127.0.0.1:"), line
         url = line.split(" at ")[1].split()[0]
         assert httpx2.get(url + "/models").status_code == 401
