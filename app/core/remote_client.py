@@ -30,6 +30,9 @@ from app.core.remote import (RemoteError, RemoteModel, RemoteServer, ServerRegis
 
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a model list or an error body
 MAX_ERROR_CHARS = 500
+# One server-sent event line. A reply piece is a few hundred bytes; a server that sends no newline
+# would otherwise make the reader buffer whatever it sends (httpx's iter_lines has no bound).
+MAX_EVENT_BYTES = 1024 * 1024
 
 
 class OfflineError(RemoteError):
@@ -49,6 +52,27 @@ def _read_limited(response, limit: int = MAX_ANSWER_BYTES) -> bytes:
         if len(data) > limit:
             raise RemoteError(f"the server's answer is larger than {format_bytes(limit)}")
     return bytes(data)
+
+
+def _event_lines(response, limit: int = MAX_EVENT_BYTES) -> Iterator[str]:
+    """The stream's lines (SSE ends them with \n or \r\n), each at most `limit` bytes."""
+    def too_long():
+        return _BadEvent(f"an event line longer than {format_bytes(limit)}")
+
+    pending = bytearray()
+    for chunk in response.iter_bytes():
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            if end - start > limit:
+                raise too_long()
+            yield pending[start:end].rstrip(b"\r").decode("utf-8", "replace")
+            start = end + 1
+        del pending[:start]
+        if len(pending) > limit:
+            raise too_long()
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def _error_text(response) -> str:
@@ -265,7 +289,7 @@ class RemoteGeneration:
                 if response.status_code >= 400:
                     raise RemoteError(f"{name}: {response.status_code} {_error_text(response)}")
                 answering = True
-                for line in response.iter_lines():
+                for line in _event_lines(response):
                     if self.stopped:
                         break  # leaving closes the connection: the server stops too
                     if not line.startswith("data:"):

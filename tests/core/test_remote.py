@@ -260,6 +260,8 @@ class Scripted:
     (b'{"data": "xyz"}', b'data: {"choices": "x"}', "choices that are not a list"),
     (b'{"data": [{"id": 5}]}', b'data: {"choices": [{"text": 5}]}', "text is not text"),
     (b" " * (9 * 1024 * 1024), b"data: " + b"[" * 100_000, "not JSON"),
+    # an event line with no end in sight: refused at 1 MiB rather than buffered whole
+    (b'{"data": "xyz"}', b"data: " + b"x" * (64 * 1024 * 1024), "an event line longer than 1.05 MB"),
 ])
 def test_a_hostile_server_s_answers_are_remote_errors(registry, models, event, said):
     server = Scripted({"/v1/models": models, "/v1/completions": event + b"\n\n"})
