@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence
@@ -26,11 +27,50 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QWidget
 from app.core.chats import ChatStoreError, store_error
 from app.core.paths import get_paths
 
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QStatusBar
+
+    from app.core.chats import ChatStore
+    from app.core.settings import Settings
+    from app.gui.chat import ChatScreen
+    from app.gui.library.state import LibraryState
+    from app.gui.shell.geometry import WindowState
+    from app.gui.shell.status import StatusPanel
+    from app.gui.welcome import ChatsProblem, WelcomeScreen
+    from app.gui.workers import EngineWorker
+
 log = logging.getLogger(__name__)
 
 
 class ChatMountMixin:
-    """MainWindow's chat part (see the module's doc)."""
+    """MainWindow's chat part (see the module's doc).
+
+    Everything it uses of the window is declared below (annotations only, so nothing here
+    shadows QMainWindow or MainWindow): what MainWindow.__init__ sets, and what it sets itself."""
+
+    # Set by MainWindow.__init__ (main_window.py).
+    settings: Settings
+    library_state: LibraryState
+    window_state: WindowState
+    status: StatusPanel
+    chat_store: ChatStore | None
+    engine: EngineWorker | None
+    chat_screen: ChatScreen | None
+    welcome: WelcomeScreen | None
+    chats_problem: ChatsProblem | None
+    # MainWindow's (and QMainWindow's) methods it calls.
+    statusBar: Callable[[], QStatusBar]
+    show_screen: Callable[[str], QWidget]
+    current_screen: Callable[[], str]
+    keep_focus_visible: Callable[..., None]
+    import_model: Callable[[], None]
+    add_notice: Callable[..., None]
+    _library_tab: Callable[[str], None]
+    _backend_choice: Callable[[], str]
+    # Its own, set here.
+    _chat_slot: QStackedWidget
+    chat_file_message: QMessageBox | None = None  # the open import/export message, if any
+    _engine_state: str | None = None  # the chat part's last engine state ("loading", "error"…)
 
     def _create_chat_screen(self) -> QWidget:
         """THE mount point of the chat part (app/gui/chat): the shell owns its store and worker.
@@ -249,7 +289,7 @@ class ChatMountMixin:
         QTimer.singleShot(0, self.status.update_memory)
 
     def status_message(self, text: str) -> None:
-        if getattr(self, "_engine_state", None) == "error":
+        if self._engine_state == "error":
             self.statusBar().showMessage(text, 10000)
 
     def _library_requested(self) -> None:

@@ -205,6 +205,18 @@ class MessageListView(QAbstractScrollArea):
     def visible_ids(self) -> list[int]:
         return [self.messages.at(i).message_id for i in self.visible_rows()]
 
+    def set_current(self, message_id: int, scroll: bool = True) -> None:
+        """Make this message the current one (keyboard, find), scrolled to unless told not to."""
+        self.current_id = message_id
+        i = self.messages.row_of(message_id)
+        if i is None:
+            return
+        row = self.messages.at(i)
+        self.setAccessibleDescription(f"{row.who}: {row.text[:400]}")
+        if scroll:
+            self.ensure_visible(i)
+        self.viewport().update()
+
     def ensure_visible(self, i: int, y_in_row: int | None = None) -> None:
         """Scroll so row i (or the point y_in_row of it) is in view; the least movement, or
         centred for a point."""
