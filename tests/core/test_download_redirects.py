@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,9 @@ import pytest
 
 from app.core.downloads import DONE, FAILED, DownloadManager
 from app.core.hub import HubClient
-from app.testing.hub_server import LocalHub
+from app.core.paths import PARTIAL_DIR
+from app.core.settings import Settings, save_settings
+from app.testing.hub_server import LocalHub, start_corral
 
 REPO = "corral-test/Redirected-GGUF"
 FILE = "redirected.Q4_K_M.gguf"
@@ -148,3 +151,36 @@ def test_a_failure_at_the_download_host_is_retried_then_reported(hub, tmp_path):
         m.shutdown()
     assert failed.state == FAILED and "gave up after 3 attempts" in failed.message, failed.message
     assert len([r for r in hub.file_requests(REPO, FILE, "GET") if r.host == "cdn"]) == 3
+
+
+def test_corral_models_pull_resumes_through_the_redirect_with_the_saved_token_kept_at_the_hub(
+        hub, tiny_model, tmp_path):
+    """The shipped `corral models pull` against a gated repo, with the token saved in Corral's
+    settings: the hub sends the file to the download host, which drops the connection a third of
+    the way in; the pull resumes there with Range, never sending the token off the hub."""
+    name, data = "pulled.F32.gguf", tiny_model.read_bytes()
+    hub.add_file(REPO, name, tiny_model)
+    hub.set_faults(REPO, name, drop_after=len(data) // 3, applies_to="transfer")  # not the header check
+    home = tmp_path / "home"
+    save_settings(Settings(hf_token=hub.token), home / "settings.json")
+    proc = start_corral(hub, home, "models", "pull", REPO, name)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "size and sha256 verified" in err, err
+    assert out.strip() == str(home / "models" / name)
+    assert (home / "models" / name).read_bytes() == data
+    gets = hub.file_requests(REPO, name, "GET")
+    at_hub = [r for r in hub.requests if r.host == "hub"]
+    at_cdn = [r for r in gets if r.host == "cdn"]
+    hub_gets = [r.status for r in gets if r.host == "hub"]
+    assert hub_gets and set(hub_gets) == {302}  # the hub never served the bytes itself
+    assert all(r.authorization == f"Bearer {hub.token}" for r in at_hub)  # the saved token was used ...
+    assert at_cdn and all(r.authorization is None for r in at_cdn)  # ... and stayed at the hub
+    dropped = [r for r in at_cdn if r.range is None]
+    assert [r.bytes_sent for r in dropped] == [len(data) // 3]
+    resumed = [r for r in at_cdn if r.range and re.fullmatch(r"bytes=[1-9]\d*-", r.range)]
+    assert resumed and resumed[-1].status == 206
+    start = int(resumed[-1].range[len("bytes="):-1])
+    assert 0 < start <= len(data) // 3 and resumed[-1].bytes_sent == len(data) - start
+    partial = home / "models" / PARTIAL_DIR
+    assert not partial.exists() or not any(partial.iterdir()), list(partial.iterdir())
