@@ -13,8 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButton
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtWidgets import (QApplication, QDialogButtonBox, QFileDialog, QMessageBox,
+                               QPushButton, QStackedWidget, QToolButton)
 
 from app.core.chats import ChatStore
 from app.core.paths import get_paths
@@ -435,3 +436,72 @@ def test_notices_and_banners_do_not_move_the_screens(chat_window, qtbot):
     assert before["composer"][0] - 12 <= bottom <= before["composer"][0]
     chat.context_banner.hide()
     assert positions(window) == before
+
+
+def frame(widget) -> tuple[int, int, int, int]:
+    """Where `widget` is in its window, to the pixel: x, y, width, height."""
+    QApplication.processEvents()
+    corner = widget.mapTo(widget.window(), QPoint(0, 0))
+    return corner.x(), corner.y(), widget.width(), widget.height()
+
+
+def rect(widget) -> QRect:
+    return QRect(*frame(widget))
+
+
+def banner_case(window, name):
+    """(screen, the widget under its banner, what the banner floats over and at which edge, the
+    widgets it must leave in sight)."""
+    if name == "library":
+        screen = window.show_screen(name)
+        pages = screen.tabs.findChild(QStackedWidget)   # under the tab bar, over the table's top
+        return screen, screen.installed.table, pages, "top", [
+            screen.search, screen.copy_files, screen.import_button, screen.tabs.tabBar(),
+            screen.installed.card]   # the selected model's card and its Chat and Delete buttons
+    if name == "downloads":
+        screen = window.show_screen(name)
+        return screen, screen.scroll, screen.scroll, "bottom", [screen.summary]
+    window.open_settings()
+    screen = window.settings_dialog   # over its title
+    return screen, screen.general, screen, "top", [screen.tabs, screen.findChild(QDialogButtonBox)]
+
+
+@pytest.mark.parametrize("name", ["library", "downloads", "settings"])
+def test_library_downloads_and_settings_banners_move_nothing(chat_window, qtbot, name):
+    window = chat_window
+    screen, content, over, edge, kept = banner_case(window, name)
+    qtbot.waitUntil(content.isVisible, timeout=10_000)
+    assert None not in kept
+    screen.banner.hide()   # the library still says "Added corral-tiny…"
+    before = frame(content)
+    said = "Not saved: [Errno 13] Permission denied: '/home/u/.corral/settings.json'"
+    screen.banner.show_message(said, "error")
+    qtbot.waitUntil(screen.banner.isVisible, timeout=3000)
+    assert frame(content) == before
+    assert screen.banner.kind == "error" and screen.banner.text.text() == said
+    assert screen.banner.property("banner") == "error"
+
+    def floats_in_place() -> None:
+        """Inside what it covers, at its edge, hiding none of `kept`."""
+        banner, area = rect(screen.banner), rect(over)
+        assert area.contains(banner)
+        gap = banner.top() - area.top() if edge == "top" else area.bottom() - banner.bottom()
+        assert 0 <= gap <= 12
+        assert [w.objectName() or type(w).__name__ for w in kept
+                if rect(w).intersects(banner)] == []
+
+    floats_in_place()
+    if name == "library":   # an import starts: its progress panel pushes the tabs down, and
+        screen.imports.show()   # the banner follows the pages
+        assert frame(content)[1] > before[1]
+        floats_in_place()
+        screen.imports.hide()
+        assert frame(content) == before
+    screen.banner.show_message("Reworded, and much longer: " + said * 3, "info")
+    assert frame(content) == before
+    close = screen.banner.findChild(QToolButton)
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)   # dismissed with ×
+    qtbot.waitUntil(lambda: not screen.banner.isVisible(), timeout=3000)
+    assert frame(content) == before
+    if name == "settings":
+        screen.reject()

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QProgressBar, QPushButton, Q
 
 from app.core.memory_plan import format_bytes
 from app.gui.downloads.worker import DownloadController, OfflineError
+from app.gui.overlay import float_banners
 from app.gui.widgets import Banner, badge, label, repolish
 
 STATE_WORDS = {"queued": "Queued", "downloading": "Downloading", "paused": "Paused",
@@ -160,8 +161,9 @@ class DownloadsScreen(QWidget):
         self.summary = label("", role="muted")
         head.addWidget(self.summary)
         outer.addLayout(head)
+        # Floats over the foot of the list (below): showing it moves nothing, and the newest rows'
+        # buttons and the window's notices (over the top of the screen) stay in sight.
         self.banner = Banner()
-        outer.addWidget(self.banner)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -175,6 +177,7 @@ class DownloadsScreen(QWidget):
         self.list.addStretch(1)
         self.scroll.setWidget(body)
         outer.addWidget(self.scroll, 1)
+        self.banners = float_banners(self, self.scroll, self.banner)
         controller.jobChanged.connect(self._on_event)
         controller.jobRemoved.connect(self._on_removed)
         controller.ready.connect(self.reload)

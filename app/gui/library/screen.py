@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
-                               QPushButton, QTabWidget, QVBoxLayout, QWidget)
+                               QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.core.library import COPY, LINK
 from app.gui import background, theme
@@ -28,6 +28,7 @@ from app.gui.library.imports import ImportsPanel
 from app.gui.library.installed import InstalledTab
 from app.gui.library.other_apps import OtherAppsTab
 from app.gui.library.state import CatalogItem, InstalledItem, LibraryState, catalog_items
+from app.gui.overlay import float_banners
 from app.gui.widgets import Banner, label
 
 FILTER_DEBOUNCE_MS = 120   # the tables: cheap, but one filter per burst of keys
@@ -82,8 +83,7 @@ class LibraryScreen(QWidget):
         tools.addWidget(self.copy_files)
         outer.addLayout(tools)
 
-        self.banner = Banner()
-        outer.addWidget(self.banner)
+        self.banner = Banner()   # floats over the tabs' pages (below): showing it moves nothing
         self.imports = ImportsPanel()
         self.imports.imported.connect(self._imported)
         self.imports.failed.connect(self._import_failed)
@@ -113,6 +113,12 @@ class LibraryScreen(QWidget):
         self.tabs.addTab(self.other, "Other apps")
         self.tabs.currentChanged.connect(self._tab_changed)
         outer.addWidget(self.tabs, 1)
+        # Over the top of the pages, under the tab bar, as wide as the tables (a one-line banner
+        # covers their column headers): the pages' foot holds the selected model's card and its
+        # buttons (Chat, Delete, Download), which a waiting error must not hide.
+        pages = self.tabs.findChild(QStackedWidget,
+                                    options=Qt.FindChildOption.FindDirectChildrenOnly)
+        self.banners = float_banners(self, pages, self.banner, edge="top", margins=(0, 2, 0, 2))
         # What tests, the shell and tools reach: the hub's and other apps' card lists.
         self.hub_list, self.hub_status = self.hub.list, self.hub.status
         self.other_list, self.other_status = self.other.list, self.other.status

@@ -12,6 +12,7 @@ from app.core import hardware
 from app.core.remote import ServerRegistry
 from app.core.settings import Settings, SettingsError, save_settings
 from app.gui import theme
+from app.gui.overlay import float_banners
 from app.gui.settings_dialog.general import GeneralPage
 from app.gui.settings_dialog.servers import ServersPage
 from app.gui.widgets import Banner, label
@@ -33,8 +34,7 @@ class SettingsDialog(QDialog):
         outer.setContentsMargins(22, 18, 22, 16)
         outer.setSpacing(12)
         outer.addWidget(label("Settings", role="title"))
-        self.banner = Banner()
-        outer.addWidget(self.banner)
+        self.banner = Banner()   # floats over the title (below): showing it moves nothing
         self.general = GeneralPage(settings, gpu)
         self.servers = ServersPage(lambda: self.general.offline.isChecked(), registry)
         self.tabs = QTabWidget()
@@ -43,6 +43,9 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self.general, "General")
         self.tabs.addTab(self.servers, "Servers")
         outer.addWidget(self.tabs, 1)
+        # Over the title, the one thing here a waiting "Not saved" may hide: the pages' foot holds
+        # fields and the Servers page's Add button.
+        self.banners = float_banners(self, self, self.banner, edge="top")
         self.general.offline.toggled.connect(self._offline_changed)
         self._offline_changed()
 
