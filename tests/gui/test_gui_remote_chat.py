@@ -6,7 +6,9 @@ The model picker lists each server's models under its name beside the local ones
 with the keyboard streams its reply with the same stats line, Stop, Regenerate and Edit. A server
 killed mid-reply, one that is down and one that refuses the key each give one clear message in
 the reply's footer, the partial reply is kept, and the window goes on (a local model answers
-next). Offline mode contacts no server: the picker says so. pytest-qt, offscreen.
+next). Offline mode contacts no server: the picker says so. A server added on Settings' Servers
+page (address and key typed there) is listed in the picker and answers in the chat, its key kept
+in the keyring and in no file of the Corral home. pytest-qt, offscreen.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QDialogButtonBox
 
 from app.core.chats import ChatStore
 from app.core.library import Library
@@ -60,6 +63,8 @@ def pick(screen, qtbot, query: str, model_id: str) -> None:
     picker = screen.toolbar.picker
     qtbot.waitUntil(lambda: picker.isVisible() and picker.search.hasFocus(), timeout=5000)
     qtbot.keyClicks(picker.search, query)
+    # A server's models may still be being listed (opening the picker asks when stale).
+    qtbot.waitUntil(lambda: model_id in [e.id for e in picker.shown_entries()], timeout=WAIT)
     ids = [e.id for e in picker.shown_entries()]
     assert model_id in ids, ids
     for _ in range(ids.index(model_id)):
@@ -148,6 +153,72 @@ def test_a_server_model_chosen_in_the_picker_streams_stops_regenerates_and_edits
         assert messages[1].content and messages[1].stats["model"] == remote
         assert screen.messages.message_ids() == [m.id for m in messages]
         assert not screen.error_banner.isVisible()
+
+
+def test_a_server_added_on_the_settings_servers_page_answers_in_the_chat(
+        qtbot, open_window, home, tmp_path, make_model, keyring):
+    """Settings → Servers: address and key typed, Add (asking it for its models), Save; then
+    the chat's picker lists SERVER/MODEL, and it streams the reply that is saved."""
+    Library().import_file(make_model("tiny", name="vicuna-7b-v1.5"))  # the window opens on a chat
+    # The server has a Corral home of its own (another machine): its key file is not ours.
+    with serving("corral", tmp_path / "server", make_model) as (url, served):
+        window = open_window()
+        qtbot.waitUntil(lambda: window.is_ready and window.chat_screen is not None, timeout=WAIT)
+        window.show_screen("chat")
+        screen = window.chat_screen
+        assert not window.showing_welcome()
+
+        window.open_settings()
+        dialog = window.settings_dialog
+        page = dialog.show_page("servers")
+        assert page.isVisible() and page.check.isChecked()  # "Ask it for its models": on
+        qtbot.keyClicks(page.url, url)
+        qtbot.keyClicks(page.key, "the-key")
+        qtbot.keyClicks(page.name, "box")
+        qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+        assert not page.add_button.isEnabled()  # asking the server, off the GUI thread
+        qtbot.waitUntil(page.add_button.isEnabled, timeout=WAIT)
+        assert page.message() == "Added box: 1 model."
+        assert page.server_names() == ["box"] and page.list.topLevelItem(0).text(2) == "OS keyring"
+        assert [page.models.item(i).text() for i in range(page.models.count())] == [f"box/{served}"]
+        assert (page.url.text(), page.key.text()) == ("", "")
+        save = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Save)
+        qtbot.mouseClick(save, Qt.MouseButton.LeftButton)
+        assert not dialog.isVisible() and dialog.result() == QDialog.DialogCode.Accepted
+
+        session = screen.session
+        remote = f"box/{served}"
+        pick(screen, qtbot, "box", remote)
+        assert (session.model().server.url, session.model().remote_id) == (url, served)
+        set_knobs(screen, max_tokens=8)
+        streamed: list[str] = []
+        session.worker.tokens.connect(lambda _rid, text: streamed.append(text))
+        screen.composer.set_text("hello")
+        qtbot.keyClick(screen.composer.edit, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: not idle(screen), timeout=WAIT)
+        qtbot.waitUntil(lambda: idle(screen), timeout=WAIT)
+        store, conv = session.store, session.conv
+        user, reply = store.messages(conv.id)
+        assert (user.role, user.content, reply.role, reply.state) == (
+            "user", "hello", "assistant", "complete")
+        assert reply.content and "".join(streamed) == reply.content
+        assert screen.messages.row(reply.id).text == reply.content
+        assert (reply.stats["model"], reply.stats["template"], reply.stats["stopped_by"],
+                reply.stats["generated_tokens"]) == (remote, "server", "token_limit", 8)
+        footer = screen.messages.footer_text(reply.id)
+        assert footer.startswith("8 tokens · ") and "tok/s" in footer
+        assert "first token" in footer and footer.endswith("stop: token limit")
+        assert not screen.error_banner.isVisible()
+        window.close()  # everything it keeps is written
+
+    # The key: in the keyring, and in no file of the Corral home (the registry's included).
+    registry = ServerRegistry()
+    assert keyring.data == {("corral", "server:box"): "the-key"}
+    box = registry.get("box")
+    assert (box.url, box.key_store, registry.key(box)) == (url, "keyring", "the-key")
+    files = [f for f in home.rglob("*") if f.is_file()]
+    assert registry.path in files
+    assert [f for f in files if b"the-key" in f.read_bytes()] == []
 
 
 @pytest.mark.parametrize("kind", ["corral", "llama_cpp"])

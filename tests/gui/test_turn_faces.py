@@ -1,7 +1,10 @@
-"""One conversation, one model, three faces: `corral chat` (the shipped command), `corral serve`
-(a real server, over HTTP) and the window (its chat screen and engine worker) send the model the
-same prompt, byte for byte, because all three go through the core's turn pipeline. `corral
-prompt` shows that same text without loading the model."""
+"""One conversation, one model, three faces: `corral chat` and `corral serve` (the shipped
+commands, each run as `python -m app` on the test's CORRAL_HOME; serve asked over HTTP) and the
+window (its chat screen and engine worker) send the model the same prompt, byte for byte,
+because all three go through the core's turn pipeline. `corral prompt` shows that same text
+without loading the model. What serve sent is read where it reaches the engine
+(app.testing.prompt_tap: the prompt handed to the llama.cpp runner, recorded in the serve
+process)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from app.core.server import ServeConfig, Server
 from app.core.settings import load_settings
 from app.core.turns import make_default_template
 from app.testing.models import CHATML_TEMPLATE
+from app.testing.prompt_tap import PromptTap
+from app.testing.servers import corral_serve
 
 WAIT = 60_000
 SYSTEM = "Be brief."
@@ -51,15 +56,22 @@ def through_the_cli(home, tmp_path, model_id: str) -> tuple[str, str]:
     return sent.read_text(encoding="utf-8"), shown.stdout
 
 
-def through_the_server(model_id: str) -> str:
-    with Server(ServeConfig(port=0, threads=2), library=Library()) as server:
-        r = httpx2.post(server.url + "/chat/completions", timeout=120, json={
-            "model": model_id, "max_tokens": 1, "temperature": 0,
-            "messages": [{"role": "system", "content": SYSTEM}, *HISTORY,
-                         {"role": "user", "content": QUESTION}]})
-        assert r.status_code == 200, r.text
-        assert server.worker.wait_idle(30)
-        return server.worker.finished[-1].prepared.text
+def through_the_server(home, tmp_path, monkeypatch, model_id: str) -> str:
+    """What `corral serve --port 0 --threads 2` (the command, on `home`) sent the model for the
+    conversation asked of it over HTTP: the one prompt it handed its engine."""
+    tap = PromptTap(tmp_path / "serve-tap")
+    with monkeypatch.context() as env:  # the serve process inherits this PYTHONPATH
+        env.setenv("PYTHONPATH", tap.python_path(os.environ.get("PYTHONPATH")))
+        with corral_serve(home) as url:
+            r = httpx2.post(url + "/chat/completions", timeout=120, json={
+                "model": model_id, "max_tokens": 1, "temperature": 0,
+                "messages": [{"role": "system", "content": SYSTEM}, *HISTORY,
+                             {"role": "user", "content": QUESTION}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == model_id
+    sent = tap.prompts()
+    assert len(sent) == 1, sent  # one generation: the request's
+    return sent[0]
 
 
 def through_the_window(qtbot, model_id: str) -> str:
@@ -93,14 +105,14 @@ def through_the_window(qtbot, model_id: str) -> str:
     ("own-template", {"chat_template": CHATML_TEMPLATE}, None,
      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is a llama?"),
 ])
-def test_one_conversation_gives_one_prompt_in_every_face(qtbot, home, tmp_path, make_model,
-                                                        name, options, default,
+def test_one_conversation_gives_one_prompt_in_every_face(qtbot, home, tmp_path, monkeypatch,
+                                                        make_model, name, options, default,
                                                         expected_start):
     model_id = Library().import_file(make_model("tiny", name=name, **options)).id
     if default:  # the model's own default template, chosen once: every face follows it
         make_default_template(Library(), model_id, default)
     cli_sent, cli_shown = through_the_cli(home, tmp_path, model_id)
-    served = through_the_server(model_id)
+    served = through_the_server(home, tmp_path, monkeypatch, model_id)
     window = through_the_window(qtbot, model_id)
     assert cli_sent.startswith(expected_start), cli_sent
     assert QUESTION in cli_sent and HISTORY[1]["content"] in cli_sent
