@@ -3,6 +3,7 @@ generated models, and its safety rules (key, body size, context, queue, disconne
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -392,11 +393,15 @@ def test_corral_serve_command(home):
     proc = corral_process(home, "serve", "--port", "0", "--model", "tiny.F32",
                           "--api-key", "k3y", "--threads", "2")
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    # "" at the end of stdout: a serve that exits at once fails the test at once, with its stderr.
+    threading.Thread(target=lambda: [lines.put(x) for x in itertools.chain(proc.stdout, [""])],
+                     daemon=True).start()
     try:
         try:
             line = lines.get(timeout=120)
         except queue.Empty:
+            line = ""
+        if not line:
             proc.kill()
             raise AssertionError(f"no start line; exit {proc.wait()}: {proc.stderr.read()}")
         assert line.startswith("Serving the OpenAI API at http://127.0.0.1:"), line

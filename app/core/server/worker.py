@@ -196,6 +196,7 @@ class EngineWorker:
 
     def _run(self, job: Job) -> None:
         backend = self.backend
+        outcome: tuple[str, object] | None = None
         try:
             if backend is None:
                 raise APIError(503, self._broken or "the engine is not running",
@@ -206,19 +207,22 @@ class EngineWorker:
                 job.turn = turn
                 self._cond.notify_all()
             job.stats = turn.run().stats
-            job.post("done", job.stats)
+            outcome = ("done", job.stats)
         except APIError as exc:
-            job.post("error", exc)
+            outcome = ("error", exc)
         except Exception as exc:  # noqa: BLE001 - any failure must reach the client as JSON
             stream = job.turn.stream if job.turn is not None else None
             job.stats = stream.stats if stream is not None else None
-            job.post("error", api_error(exc, job))
+            outcome = ("error", api_error(exc, job))
         finally:
+            # The job is on record (finished, in `finished`) before the client hears its end, so
+            # whoever got the answer finds the job there.
             with self._cond:
                 job.finished = True
                 job.t_end = time.perf_counter()
                 self.finished.append(job)
                 self._cond.notify_all()
+        job.post(*outcome)
 
 
 class _JobListener(TurnListener):
