@@ -70,6 +70,15 @@ class EdgeOverlay(QWidget):
 
     def place(self) -> None:
         """Cover the anchor's edge with the visible widgets, or hide when there are none."""
+        try:
+            self._place()
+        except RuntimeError as exc:
+            # A host deleted while a banner shows (a window or dialog closed) hides itself and
+            # its children after their Python wrappers are gone: there is nothing left to place.
+            if "already deleted" not in str(exc):
+                raise
+
+    def _place(self) -> None:
         visible = any(not w.isHidden() for w in self.widgets())
         height = 0
         if visible:

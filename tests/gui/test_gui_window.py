@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (QApplication, QDialogButtonBox, QFileDialog, QMes
 
 from app.core.chats import ChatStore
 from app.core.paths import get_paths
+from app.core.settings import Settings
+from app.gui.settings_dialog import SettingsDialog
 from app.gui.shell import geometry, menus
 from app.gui.shell.geometry import Rect, fit
 
@@ -505,3 +507,16 @@ def test_library_downloads_and_settings_banners_move_nothing(chat_window, qtbot,
     assert frame(content) == before
     if name == "settings":
         screen.reject()
+
+
+def test_a_dialog_deleted_with_its_banner_up_raises_nothing(home, qtbot):
+    """Deleting a widget hides it, then its children, after their Python wrappers are gone: the
+    banner's overlay must not reach for them (RuntimeError in the Qt event loop)."""
+    dialog = SettingsDialog(Settings())
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.banner.show_message("Not saved: [Errno 28] No space left on device", "error")
+    qtbot.waitUntil(dialog.banner.isVisible, timeout=3000)
+    with qtbot.captureExceptions() as caught, qtbot.waitSignal(dialog.destroyed, timeout=3000):
+        dialog.deleteLater()
+    assert caught == []
