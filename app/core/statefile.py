@@ -215,10 +215,22 @@ def parse_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES,
         raise Damaged(f"{_show(path)}: {exc}") from None
 
 
+# One reader of the user's data at a time in this process: a damaged file is set aside and its
+# usable part written back in steps, and a second thread reading meanwhile (the window's library
+# scan and its chat) would find it gone (the default, as if empty), or fail to set it aside too.
+_loading = threading.RLock()
+
+
 def load(path: str | os.PathLike, schema: Schema) -> Loaded:
     """The value of the state file at `path` under `schema`'s policy (see the module's doc).
     Nothing is notified: the caller shows `notice` (or use `read()`, which notifies)."""
-    path = Path(path)
+    if schema.cache:  # never set aside nor written back here
+        return _load(Path(path), schema)
+    with _loading:
+        return _load(Path(path), schema)
+
+
+def _load(path: Path, schema: Schema) -> Loaded:
     try:
         data = read_bytes(path, schema.max_bytes)
         if data is None:
