@@ -18,32 +18,10 @@ from PySide6.QtWidgets import QPushButton
 
 from app.core.chats import ChatStore
 from app.core.settings import Settings, save_settings
-from app.gui import theme
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-START_TIMEOUT_MS = 10_000  # "within seconds"
-
-
-@pytest.fixture
-def start(qtbot, home):
-    """start() -> the window `corral gui` would show on `home`, once its start-up is done."""
-    windows = []
-
-    def run():
-        from app.gui.app import create_window
-
-        _app, window = create_window([])
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.is_ready, timeout=START_TIMEOUT_MS)
-        return window
-
-    yield run
-    for w in windows:
-        w.close()
-    theme.ensure("light")
+START_TIMEOUT_MS = 10_000  # "within seconds" (the `start` fixture: tests/gui/conftest.py)
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from app.core import statefile
-from app.gui import theme
 from app.testing.chat_screens import set_knobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -41,28 +40,12 @@ NOT_UTF8 = b"\xff\xfe" + os.urandom(2048)  # 0xff can never start UTF-8: always 
 
 
 @pytest.fixture
-def start(qtbot, home, caplog, capfd):
-    """start() -> the window `corral gui` would show on `home`, once its start-up is done.
-
-    Afterwards: nothing was logged as an error and no traceback reached stderr."""
-    windows = []
+def start(start, caplog, capfd):
+    """tests/gui/conftest.py's start(), and afterwards: nothing was logged as an error and no
+    traceback reached stderr."""
     statefile.take_notices()  # another test's leftovers are not this window's notices
     caplog.set_level(logging.INFO)
-
-    def run():
-        from app.gui.app import create_window
-
-        _app, window = create_window([])
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.is_ready, timeout=START_TIMEOUT_MS)
-        return window
-
-    yield run
-    for w in windows:
-        w.close()
-    theme.ensure("light")
+    yield start
     logged = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
     errors = [r.getMessage() for r in logged if r.levelno >= logging.ERROR]
     assert errors == [], errors
