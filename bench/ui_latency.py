@@ -10,7 +10,7 @@ TinyLlama-1.1B-shaped model, then:
 - speed: decode tokens/s as the window sees them (first to last `tokens` signal) ÷ the engine
   alone (the worker's own Engine driven from this thread with the event loop idle, first to last
   piece), same model, prompt text (the window's template and system prompt included), greedy
-  sampling and threads (target ≥ 0.97). Each round runs the
+  sampling and threads (target ≥ 0.98, issue 16). Each round runs the
   engine alone, the window with the meter (for the stalls) and the window without it (the
   meter's own ticks cost ~2% of a core), in a rotating order; medians are compared, because
   the machine is noisy.
@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream max stall {s_max:6.1f} ms  p99 {s_p99:5.1f} ms   (calmest round: max "
           f"{calm:.1f} ms)   target max < 50 ms (goal 16): {'ok' if s_max < 50 else 'MISSED'}")
     print(f"decode tok/s (medians): window {med['window']:.2f} / engine alone "
-          f"{med['engine']:.2f} = {ratio:.3f}   target >= 0.97: "
-          f"{'ok' if ratio >= 0.97 else 'MISSED'}")
+          f"{med['engine']:.2f} = {ratio:.3f}   target >= 0.98: "
+          f"{'ok' if ratio >= 0.98 else 'MISSED'}")
     print(f"  with the 5 ms meter ticking too: {med['metered']:.2f} / {med['engine']:.2f} = "
           f"{metered:.3f};  best rounds: window {max(tps['window']):.2f}, engine "
           f"{max(tps['engine']):.2f}")

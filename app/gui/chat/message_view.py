@@ -26,7 +26,9 @@ from app.gui.chat.style import muted
 
 __all__ = ["COLUMN_WIDTH", "EmptyState", "MessageView", "RENDER_MS"]
 
-RENDER_MS = 66       # a streaming reply is shown at most this often
+# A streaming reply is shown at most this often: 10 a second reads smoothly, and each redraw takes
+# CPU from the model, which decodes on the same cores (bench/ui_latency.py: window ÷ engine).
+RENDER_MS = 100
 
 
 class EmptyState(QWidget):
