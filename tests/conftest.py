@@ -249,3 +249,29 @@ def open_window(qtbot, home):
     for w in windows:
         w.close()
     theme.ensure("light")
+
+
+START_TIMEOUT_MS = 10_000  # issue 14: the window opens "within seconds", whatever the state
+
+
+@pytest.fixture
+def start(qtbot, home):
+    """start() -> the window `corral gui` would show on `home` (app.gui.app.create_window, what
+    `corral gui` runs), once its start-up is done; closed (and the theme reset) afterwards."""
+    from app.gui import theme
+    from app.gui.app import create_window
+
+    windows = []
+
+    def run():
+        _app, window = create_window([])
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        qtbot.waitUntil(lambda: window.is_ready, timeout=START_TIMEOUT_MS)
+        return window
+
+    yield run
+    for w in windows:
+        w.close()
+    theme.ensure("light")

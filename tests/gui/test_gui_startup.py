@@ -21,7 +21,7 @@ from app.core.settings import Settings, save_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-START_TIMEOUT_MS = 10_000  # "within seconds" (the `start` fixture: tests/gui/conftest.py)
+START_TIMEOUT_MS = 10_000  # "within seconds" (the `start` fixture: tests/conftest.py)
 
 
 @pytest.fixture

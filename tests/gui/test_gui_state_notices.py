@@ -41,7 +41,7 @@ NOT_UTF8 = b"\xff\xfe" + os.urandom(2048)  # 0xff can never start UTF-8: always 
 
 @pytest.fixture
 def start(start, caplog, capfd):
-    """tests/gui/conftest.py's start(), and afterwards: nothing was logged as an error and no
+    """tests/conftest.py's start(), and afterwards: nothing was logged as an error and no
     traceback reached stderr."""
     statefile.take_notices()  # another test's leftovers are not this window's notices
     caplog.set_level(logging.INFO)
