@@ -10,8 +10,9 @@ width and hidden when none is visible, so it covers no more than the banners the
     notices = EdgeOverlay(host=column, anchor=stack, edge="top")
     notices.add(banner)          # banner.show() / hide() as before
 
-`float_banners` is how a screen (the Library, Downloads, Settings) floats its banner over an
-edge of its content (a table, a list, a form), which a banner in the layout moved by 49 px.
+`float_banners` is how a screen (the chat, the Library, Downloads, Settings) floats its banners
+over an edge of its content (a conversation, a table, a list, a form), which a banner in the
+layout moved by 49 px.
 """
 
 from __future__ import annotations
@@ -100,12 +101,13 @@ class EdgeOverlay(QWidget):
 
 
 def float_banners(host: QWidget, anchor: QWidget, *banners: QWidget, edge: str = "bottom",
-                  margins: tuple[int, int, int, int] = (12, 8, 12, 8)) -> EdgeOverlay:
+                  margins: tuple[int, int, int, int] = (12, 8, 12, 8),
+                  spacing: int = 6) -> EdgeOverlay:
     """An overlay in `host` holding `banners` over an edge of `anchor` (the screen's content:
     a table, a list, a form). The screen picks the edge that hides the
     least that matters: never its search field, tabs or buttons, the window's notices (over the
     top of the screens) or the buttons under its content."""
-    overlay = EdgeOverlay(host, anchor, edge, margins=margins)
+    overlay = EdgeOverlay(host, anchor, edge, margins=margins, spacing=spacing)
     for banner in banners:
         overlay.add(banner)
     return overlay

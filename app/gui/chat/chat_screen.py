@@ -35,7 +35,7 @@ from app.gui.chat.parameter_panel import ParameterPanel
 from app.gui.chat.prompt_inspector import PromptInspector
 from app.gui.chat.session import ChatSession
 from app.gui.chat.toolbar import Banner, ChatToolbar
-from app.gui.overlay import EdgeOverlay
+from app.gui.overlay import float_banners
 from app.gui.workers import EngineWorker
 
 
@@ -78,13 +78,11 @@ class ChatScreen(QWidget):
         col.addWidget(self.composer)
         # The banners float over the foot of the conversation, just above the composer (the
         # draft's warning lowest, nearest the box): one appearing or hiding moves nothing.
-        self.banners = EdgeOverlay(center, self.stack, "bottom", margins=(16, 4, 16, 4),
-                                   spacing=4)
-        for banner in (self.error_banner, self.context_banner, self.composer.warning):
-            self.banners.add(banner)
+        self.banners = float_banners(center, self.stack, self.error_banner, self.context_banner,
+                                     self.composer.warning, margins=(16, 4, 16, 4), spacing=4)
         self.find_bar = FindBar(self.messages)
-        self.find_overlay = EdgeOverlay(center, self.stack, "top", margins=(16, 6, 16, 6))
-        self.find_overlay.add(self.find_bar)
+        self.find_overlay = float_banners(center, self.stack, self.find_bar, edge="top",
+                                          margins=(16, 6, 16, 6))
 
         self.side = QTabWidget()
         self.side.setDocumentMode(True)
