@@ -229,6 +229,34 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def store(tmp_path):
+    """A chats store (ChatStore) on a fresh database file, closed afterwards."""
+    from app.core.chats import ChatStore
+
+    s = ChatStore(tmp_path / "chats.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def special_files(tmp_path) -> dict[str, str]:
+    """{name in tmp_path: what an import says of it} for a folder, a named pipe and a socket
+    named like models (those this system can make)."""
+    import socket
+
+    made = {"folder.gguf": "is a directory, not a model file"}
+    (tmp_path / "folder.gguf").mkdir()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.gguf")
+        made["pipe.gguf"] = "is not a regular file: it is a named pipe (FIFO)"
+    if hasattr(socket, "AF_UNIX"):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(tmp_path / "sock.gguf"))  # the socket file stays after closing
+        made["sock.gguf"] = "is not a regular file: it is a socket"
+    return made
+
+
+@pytest.fixture
 def open_window(qtbot, home):
     """open_window() -> a shown MainWindow on `home`, closed (and the theme reset) afterwards."""
     from app.core.settings import load_settings

@@ -42,13 +42,6 @@ def comparable(export: dict) -> dict:
     return data
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = ChatStore(tmp_path / "chats.sqlite3")
-    yield s
-    s.close()
-
-
 def test_an_export_imports_back_whole(store, tmp_path):
     cid = make_chat(store)
     path = store.export_to_file(cid, tmp_path / "chat.json")

@@ -21,13 +21,6 @@ from app.core.turns.ending import describe_stats
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = ChatStore(tmp_path / "chats.sqlite3")
-    yield s
-    s.close()
-
-
 def test_new_database_has_the_schema_in_wal_mode(store, tmp_path):
     assert store.schema_version() == SCHEMA_VERSION
     mode = store._conn().execute("PRAGMA journal_mode").fetchone()[0]

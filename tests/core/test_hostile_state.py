@@ -18,7 +18,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -146,16 +145,23 @@ def _worked(store: str, r: subprocess.CompletedProcess, home: Path) -> None:
         assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["good"]
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("store, how, data", CASES)
-def test_a_damaged_store_is_set_aside_or_rebuilt_and_the_command_works(
-        store, how, data, env, tiny_model, request):
+def _home_with(store: str, env, tiny_model, request) -> tuple:
+    """(its spec, the home, the store's path): a home with a model and what the store's command
+    needs (_prepare), the store's folder made; the test then damages the file at the path."""
     spec = STORES[store]
     home = Path(env["CORRAL_HOME"])
     path = home / spec.rel
     path.parent.mkdir(parents=True, exist_ok=True)
     (home / "models").mkdir(parents=True, exist_ok=True)
     _prepare(store, env, home, tiny_model, request)
+    return spec, home, path
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("store, how, data", CASES)
+def test_a_damaged_store_is_set_aside_or_rebuilt_and_the_command_works(
+        store, how, data, env, tiny_model, request):
+    spec, home, path = _home_with(store, env, tiny_model, request)
     path.write_bytes(data)
 
     r = corral(env, *spec.command)
@@ -183,12 +189,7 @@ def test_a_damaged_store_is_set_aside_or_rebuilt_and_the_command_works(
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 @pytest.mark.parametrize("store", list(STORES))
 def test_a_fifo_in_place_of_a_store_does_not_hang_the_command(store, env, tiny_model, request):
-    spec = STORES[store]
-    home = Path(env["CORRAL_HOME"])
-    path = home / spec.rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    _prepare(store, env, home, tiny_model, request)
+    spec, home, path = _home_with(store, env, tiny_model, request)
     os.mkfifo(path)
     r = corral(env, *spec.command)
     assert "Traceback" not in r.stderr
@@ -322,17 +323,8 @@ def test_an_import_whose_registry_cannot_be_written_is_undone(env, tiny_model, t
 # --------------------------------------------------------------------------- special files
 
 @pytest.mark.timeout(60)
-def test_special_files_offered_for_import_are_refused_in_one_line(env, tmp_path):
-    offered = {}
-    (tmp_path / "folder.gguf").mkdir()
-    offered["folder.gguf"] = "is a directory, not a model file"
-    if hasattr(os, "mkfifo"):
-        os.mkfifo(tmp_path / "pipe.gguf")
-        offered["pipe.gguf"] = "is not a regular file: it is a named pipe (FIFO)"
-    if hasattr(socket, "AF_UNIX"):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.bind(str(tmp_path / "sock.gguf"))
-        offered["sock.gguf"] = "is not a regular file: it is a socket"
+def test_special_files_offered_for_import_are_refused_in_one_line(env, tmp_path, special_files):
+    offered = dict(special_files)
     if os.path.exists("/dev/zero"):
         offered["/dev/zero"] = "is not a regular file: it is a character device"
     for name, reason in offered.items():

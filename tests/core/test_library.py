@@ -309,18 +309,8 @@ def test_a_file_swapped_for_a_fifo_after_its_check_is_neither_read_nor_waited_on
 
 
 @pytest.mark.timeout(20)
-def test_special_files_are_refused_at_once(lib, tmp_path):
-    import socket
-
-    specials = {"folder.gguf": "is a directory, not a model file"}
-    (tmp_path / "folder.gguf").mkdir()
-    if hasattr(os, "mkfifo"):
-        os.mkfifo(tmp_path / "pipe.gguf")
-        specials["pipe.gguf"] = "is not a regular file: it is a named pipe (FIFO)"
-    if hasattr(socket, "AF_UNIX"):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.bind(str(tmp_path / "sock.gguf"))
-        specials["sock.gguf"] = "is not a regular file: it is a socket"
+def test_special_files_are_refused_at_once(lib, tmp_path, special_files):
+    specials = dict(special_files)
     if os.path.exists("/dev/zero"):
         os.symlink("/dev/zero", tmp_path / "zero.gguf")
         specials["zero.gguf"] = "is not a regular file: it is a character device"
